@@ -1,0 +1,44 @@
+# mlx5lab: `make run` runs the main job, `make test` runs the tests. Each does its own set-up
+# (Debian packages, QEMU build, virtualenv, guest image), idempotently, with caches outside the checkout.
+
+SHELL := /bin/bash
+CACHE ?= $(if $(MLX5LAB_CACHE),$(MLX5LAB_CACHE),$(if $(XDG_CACHE_HOME),$(XDG_CACHE_HOME),$(HOME)/.cache)/mlx5lab)
+export MLX5LAB_CACHE := $(CACHE)
+VENV := $(CACHE)/venv
+PY := $(VENV)/bin/python
+KERNEL ?=
+KERNEL_OPT := $(if $(KERNEL),--kernel $(KERNEL),)
+
+.PHONY: run test test-quick setup host-packages venv qemu image lint bench clean-cache
+
+run: setup
+	$(VENV)/bin/mlx5lab boot $(KERNEL_OPT) --run 'cat /proc/version; ls /sys/class/net; cat /sys/class/net/*/speed 2>/dev/null || true'
+
+test: setup
+	$(PY) -m pytest -q tests
+
+test-quick: venv
+	$(PY) -m pytest -q -m 'not vm' tests
+
+setup: host-packages venv qemu image
+
+host-packages:
+	@scripts/setup-host.sh
+
+venv: host-packages
+	@scripts/setup-venv.sh $(VENV)
+
+qemu: host-packages
+	@qemu-device/build-qemu.sh >/dev/null
+
+image: venv
+	@$(VENV)/bin/mlx5lab image $(KERNEL_OPT) >/dev/null
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+bench: setup
+	$(VENV)/bin/mlx5lab bench boot $(KERNEL_OPT)
+
+clean-cache:
+	rm -rf $(CACHE)

@@ -1,0 +1,78 @@
+"""KVM or TCG: use KVM only when a short probe boot proves it works.
+
+On these machines /dev/kvm exists but nested virtualisation hangs guests, so its existence proves
+nothing. The probe boots the guest image under KVM and waits for its init marker; the verdict is cached
+per host boot, QEMU binary and kernel, so it costs one probe per host boot.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from mlx5image.build import GuestImage
+from mlx5image.cache import cache_dir
+
+from . import Mlx5LabError
+from .console import INIT_MARKER
+from .qemu_binary import QBOOT, firmware_args
+
+log = logging.getLogger("mlx5lab.accel")
+PROBE_TIMEOUT = 10.0
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "unknown"
+
+
+def probe_kvm(qemu: Path, image: GuestImage, timeout: float = PROBE_TIMEOUT) -> bool:
+    """Boot ``image`` under KVM; True if its init marker appears within ``timeout`` seconds."""
+    with tempfile.TemporaryDirectory(prefix="mlx5lab-kvm-probe-") as tmp:
+        console = Path(tmp) / "console.log"
+        args = [str(qemu), *firmware_args(), "-accel", "kvm", "-cpu", "max", "-m", "512M",
+                "-machine", "q35", "-bios", str(QBOOT), "-display", "none", "-nodefaults",
+                "-no-user-config", "-kernel", str(image.kernel), "-initrd", str(image.initrd),
+                "-append", f"{image.cmdline} mlx5lab.probe=1", "-serial", f"file:{console}"]
+        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and proc.poll() is None:
+                if console.exists() and INIT_MARKER in console.read_text(errors="replace"):
+                    return True
+                time.sleep(0.1)
+            return False
+        finally:
+            proc.kill()
+            proc.wait()
+
+
+def choose_accel(qemu: Path, image: GuestImage) -> str:
+    forced = os.environ.get("MLX5LAB_ACCEL")
+    if forced:
+        if forced not in ("kvm", "tcg"):
+            raise Mlx5LabError(f"MLX5LAB_ACCEL must be kvm or tcg, not {forced!r}")
+        return forced
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return "tcg"
+    key = f"{_boot_id()}|{qemu}|{image.kernel_release}"
+    verdict_file = cache_dir() / "kvm-probe.json"
+    try:
+        verdicts = json.loads(verdict_file.read_text())
+    except (OSError, ValueError):
+        verdicts = {}
+    if key not in verdicts:
+        log.info("probing whether KVM works (up to %.0fs, once per host boot)", PROBE_TIMEOUT)
+        verdicts = {key: probe_kvm(qemu, image)}  # older boots' verdicts are stale
+        tmp = verdict_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(verdicts))
+        tmp.replace(verdict_file)
+    return "kvm" if verdicts[key] else "tcg"

@@ -1,0 +1,119 @@
+"""The mlx5lab command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from types import FrameType
+
+from mlx5image.build import GuestImage, ImageError, ensure_image
+
+from . import Mlx5LabError
+
+
+def _progress(msg: str) -> None:
+    print(f"[mlx5lab] {msg}", file=sys.stderr, flush=True)
+
+
+def _image(args: argparse.Namespace) -> GuestImage:
+    return ensure_image(args.kernel, progress=_progress)
+
+
+def cmd_image(args: argparse.Namespace) -> int:
+    img = _image(args)
+    print(img.manifest.parent)
+    return 0
+
+
+def cmd_boot(args: argparse.Namespace) -> int:
+    from .machine import Machine, MachineConfig
+
+    img = _image(args)
+    cfg = MachineConfig(image=img, workdir=args.keep, memory_mb=args.memory)
+    with Machine(cfg) as m:
+        _progress(f"booting {img.kernel_release} ({'PVH' if img.pvh else 'bzImage'}, {m.accel})")
+        t = m.wait_ssh(timeout=args.timeout)
+        _progress(f"SSH ready after {t:.2f} s")
+        if args.run is None:
+            res = m.run("uname -a; cat /proc/cmdline; ls /sys/class/net", timeout=args.timeout)
+        else:
+            res = m.run(args.run, timeout=args.timeout)
+        sys.stdout.write(res.stdout)
+        sys.stderr.write(res.stderr)
+        sys.stdout.flush()
+        return res.status
+
+
+def cmd_bench_boot(args: argparse.Namespace) -> int:
+    from .bench import bench_boot
+
+    img = _image(args)
+    _progress(f"{args.runs} boots of {img.kernel_release}")
+    init, ssh = bench_boot(img, args.runs)
+    print(init.line("QEMU start -> init reached"))
+    print(ssh.line("QEMU start -> SSH ready"))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mlx5lab", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def kernel_opt(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--kernel", metavar="VERSION|PATH.deb", default=None,
+                        help="guest kernel: a Debian kernel release (6.1.0-56-amd64) or a linux-image .deb; "
+                             "default: what bookworm's linux-image-amd64 depends on")
+
+    sp = sub.add_parser("image", help="build (or find cached) the guest image and print its folder")
+    kernel_opt(sp)
+    sp.set_defaults(func=cmd_image)
+
+    sp = sub.add_parser("boot", help="boot a guest, run a command, print its output, exit with its status")
+    kernel_opt(sp)
+    sp.add_argument("--run", metavar="CMD", help="shell command to run in the guest")
+    sp.add_argument("--timeout", type=float, default=120.0, help="seconds for boot and for the command")
+    sp.add_argument("--memory", type=int, default=1024, help="guest RAM in MiB")
+    sp.add_argument("--keep", type=_path, default=None, metavar="DIR",
+                    help="keep the run folder (console log, QEMU stderr) in DIR")
+    sp.set_defaults(func=cmd_boot)
+
+    bp = sub.add_parser("bench", help="benchmarks that print their figures")
+    bsub = bp.add_subparsers(dest="bench", required=True)
+    sp = bsub.add_parser("boot", help="QEMU start -> SSH ready, next to QEMU start -> init reached")
+    kernel_opt(sp)
+    sp.add_argument("-n", "--runs", type=int, default=5)
+    sp.set_defaults(func=cmd_bench_boot)
+    return p
+
+
+def _path(s: str):  # noqa: ANN202 - argparse type
+    from pathlib import Path
+
+    return Path(s).resolve()
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    signal.signal(signal.SIGTERM, _terminate)  # SIGTERM cleans up like Ctrl-C
+    try:
+        return int(args.func(args))
+    except (Mlx5LabError, ImageError) as exc:
+        print(f"mlx5lab: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mlx5lab: interrupted; guest and helpers stopped", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

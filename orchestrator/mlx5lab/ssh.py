@@ -1,0 +1,102 @@
+"""Commands in the guest over SSH (paramiko)."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import paramiko
+
+log = logging.getLogger("mlx5lab.ssh")
+
+
+@dataclass
+class CommandResult:
+    command: str
+    status: int
+    stdout: str
+    stderr: str
+
+
+class GuestShell:
+    """An SSH session to the guest's dropbear, as root, with the image's key."""
+
+    def __init__(self, port: int, key_path: Path) -> None:
+        self.port = port
+        self.key = paramiko.Ed25519Key.from_private_key_file(str(key_path))
+        self.client: paramiko.SSHClient | None = None
+
+    def connect(self, deadline: float) -> None:
+        """Connect, retrying until ``deadline`` (time.monotonic()).
+
+        slirp accepts the host TCP connection before the guest listens, so a connect during boot can sit
+        in the banner wait; callers connect only after the guest's SSH-READY marker and keep timeouts short.
+        """
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            client = paramiko.SSHClient()
+            client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+            left = max(0.5, min(5.0, deadline - time.monotonic()))
+            try:
+                client.connect("127.0.0.1", port=self.port, username="root", pkey=self.key,
+                               timeout=left, banner_timeout=left, auth_timeout=left,
+                               allow_agent=False, look_for_keys=False)
+                transport = client.get_transport()
+                assert transport is not None
+                transport.set_keepalive(5)
+                self.client = client
+                return
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                last = exc
+                client.close()
+                time.sleep(0.1)
+        raise TimeoutError(f"SSH to 127.0.0.1:{self.port} failed: {last!r}")
+
+    def run(self, command: str, timeout: float = 60.0) -> CommandResult:
+        """Run ``command`` with sh -c; wait for it; return status and output."""
+        if self.client is None:
+            raise RuntimeError("not connected")
+        transport = self.client.get_transport()
+        if transport is None or not transport.is_active():
+            raise ConnectionError("SSH session is closed")
+        chan = transport.open_session(timeout=timeout)
+        chan.settimeout(timeout)
+        try:
+            chan.exec_command(command)
+            out, err = bytearray(), bytearray()
+            deadline = time.monotonic() + timeout
+            while True:
+                if chan.recv_ready():
+                    out += chan.recv(65536)
+                elif chan.recv_stderr_ready():
+                    err += chan.recv_stderr(65536)
+                elif chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
+                    break
+                else:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"guest command timed out after {timeout}s: {command}")
+                    time.sleep(0.005)
+            status = chan.recv_exit_status()
+            return CommandResult(command, status, out.decode(errors="replace"), err.decode(errors="replace"))
+        except socket.timeout as exc:
+            raise TimeoutError(f"guest command timed out after {timeout}s: {command}") from exc
+        finally:
+            chan.close()
+
+    def start(self, command: str) -> None:
+        """Start ``command`` and do not wait: for commands that never return (a crash, a reboot)."""
+        if self.client is None:
+            raise RuntimeError("not connected")
+        transport = self.client.get_transport()
+        if transport is None:
+            raise ConnectionError("SSH session is closed")
+        chan = transport.open_session(timeout=10)
+        chan.exec_command(command)
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None

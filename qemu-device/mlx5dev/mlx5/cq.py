@@ -1,0 +1,64 @@
+"""Completion queues: the device side of the minimal data path (requester CQEs for posted WQEs).
+
+A CQE is valid for the driver when its owner bit (``op_own`` bit 0) equals ``(ci >> log_cq_size) & 1``
+(``wq.h`` ``mlx5_cqwq_get_cqe``); the driver initialises ``op_own`` to 0xf1, so the first lap is
+written with owner 0. With ``cqe_sz`` 1 (128-byte stride) the 64-byte CQE is the second half of the
+stride; with 0 (64) or 2 (128, padded) it is the first (``cq.h`` CQE_STRIDE_*).
+The consumer counter is read back from the CQ doorbell record so a full CQ is never overwritten.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..interfaces import GuestMemory
+from .eq import ADAPTER_PAGE, page_addr
+from .ifc.hw import CQE64
+
+CQE_REQ = 0x0  # MLX5_CQE_REQ: requester (send) completion
+_OP_OWN = CQE64.field("op_own").byte
+
+
+def cqe_stride(cqe_sz: int) -> int:
+    return 64 if cqe_sz == 0 else 128
+
+
+@dataclass
+class CompletionQueue:
+    cqn: int
+    log_size: int
+    cqe_sz: int
+    log_page_size: int
+    pas: list[int]
+    eqn: int
+    dbr_addr: int
+    pi: int = 0
+    posted: int = 0
+    dropped: int = 0
+
+    @property
+    def nent(self) -> int:
+        return 1 << self.log_size
+
+    def consumer(self, memory: GuestMemory) -> int:
+        """The driver's consumer counter from the doorbell record, unwrapped (24 bits)."""
+        ci24 = int.from_bytes(memory.read(self.dbr_addr, 4), "big") & 0xFFFFFF
+        return self.pi - ((self.pi - ci24) & 0xFFFFFF)
+
+    def post(self, memory: GuestMemory, wqe_counter: int, qpn: int, opcode: int = CQE_REQ) -> bool:
+        """Write one CQE (``op_own`` last); False if the CQ is full. May raise DMAError."""
+        if self.pi - self.consumer(memory) >= self.nent:
+            self.dropped += 1
+            return False
+        cqe = bytearray(CQE64.size)
+        CQE64.set(cqe, "sop_drop_qpn", qpn & 0xFFFFFF)
+        CQE64.set(cqe, "wqe_counter", wqe_counter & 0xFFFF)
+        owner = (self.pi >> self.log_size) & 1
+        stride = cqe_stride(self.cqe_sz)
+        offset = (self.pi & (self.nent - 1)) * stride + (64 if self.cqe_sz == 1 else 0)
+        addr = page_addr(self.pas, ADAPTER_PAGE << self.log_page_size, offset)
+        memory.write(addr, bytes(cqe[:_OP_OWN]))
+        memory.write(addr + _OP_OWN, bytes([(opcode << 4) | owner]))
+        self.pi += 1
+        self.posted += 1
+        return True

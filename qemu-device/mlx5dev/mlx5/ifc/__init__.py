@@ -1,0 +1,1 @@
+"""Structure layouts of the device interface, declared once as data (see ``..layout``)."""
