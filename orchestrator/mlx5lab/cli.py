@@ -29,10 +29,12 @@ def cmd_image(args: argparse.Namespace) -> int:
 
 
 def cmd_boot(args: argparse.Namespace) -> int:
+    from .card import CardSpec
     from .machine import Machine, MachineConfig
 
     img = _image(args)
-    cfg = MachineConfig(image=img, workdir=args.keep, memory_mb=args.memory)
+    card = None if args.no_card else CardSpec.from_speeds(args.speeds)
+    cfg = MachineConfig(image=img, workdir=args.keep, memory_mb=args.memory, card=card)
     with Machine(cfg) as m:
         _progress(f"booting {img.kernel_release} ({'PVH' if img.pvh else 'bzImage'}, {m.accel})")
         t = m.wait_ssh(timeout=args.timeout)
@@ -78,7 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--timeout", type=float, default=120.0, help="seconds for boot and for the command")
     sp.add_argument("--memory", type=int, default=1024, help="guest RAM in MiB")
     sp.add_argument("--keep", type=_path, default=None, metavar="DIR",
-                    help="keep the run folder (console log, QEMU stderr) in DIR")
+                    help="keep the run folder (console log, QEMU stderr, device traces) in DIR")
+    sp.add_argument("--speeds", type=_speeds, default=[100000, 25000], metavar="MBPS[,MBPS...]",
+                    help="one emulated mlx5 function per speed, in one slot (default: 100000,25000)")
+    sp.add_argument("--no-card", action="store_true", help="boot without the emulated ConnectX card")
     sp.set_defaults(func=cmd_boot)
 
     bp = sub.add_parser("bench", help="benchmarks that print their figures")
@@ -94,6 +99,16 @@ def _path(s: str):  # noqa: ANN202 - argparse type
     from pathlib import Path
 
     return Path(s).resolve()
+
+
+def _speeds(s: str) -> list[int]:
+    try:
+        speeds = [int(x) for x in s.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"speeds are integers in Mb/s, comma-separated: {s!r}") from None
+    if not 1 <= len(speeds) <= 8:
+        raise argparse.ArgumentTypeError("a card has 1 to 8 functions")
+    return speeds
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:

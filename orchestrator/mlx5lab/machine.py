@@ -7,10 +7,8 @@ is killed outright, the kernel kills QEMU); the run folder is a temporary one un
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -23,18 +21,14 @@ from mlx5image.build import GuestImage
 
 from . import Mlx5LabError
 from .accel import choose_accel
+from .card import CardServer, CardSpec
 from .console import INIT_MARKER, SSH_MARKER, count_markers, extract_oops, oops_title
+from .process import die_with_parent
 from .qemu_binary import QBOOT, find_qemu, firmware_args
 from .qmp import QmpConnection
 from .ssh import CommandResult, GuestShell
 
 log = logging.getLogger("mlx5lab.machine")
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def free_port() -> int:
@@ -52,6 +46,7 @@ class MachineConfig:
     extra_args: list[str] = field(default_factory=list)  # e.g. vfio-user devices
     extra_cmdline: str = ""
     workdir: Path | None = None  # kept after close; None: a temporary folder that is removed
+    card: CardSpec | None = None  # the emulated ConnectX card; None: no mlx5 device
 
 
 @dataclass
@@ -81,6 +76,8 @@ class Machine:
         self._closed = False
         self._ssh_markers_seen = 0
         self._cleanups: list[Callable[[], None]] = []
+        self.marker_times: dict[str, list[float]] = {}
+        self.card: CardServer | None = None
 
     # -- life cycle -------------------------------------------------------------------------------
     def __enter__(self) -> Machine:
@@ -111,12 +108,25 @@ class Machine:
             "-device", "virtio-net-pci,netdev=n0,romfile=",
             "-device", "pvpanic", "-device", "vmcoreinfo", "-action", "panic=pause",
             "-qmp", f"unix:{self.qmp_socket},server=on,wait=off",
+            *(self.card.qemu_args() if self.card else []),
             *self.config.extra_args,
         ]
 
     def start(self) -> None:
+        """Start the card's device server (if any) and QEMU; on any failure, clean up and re-raise."""
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self) -> None:
         qemu = find_qemu()
         self.accel = self.config.accel or choose_accel(qemu, self.config.image)
+        if self.config.card is not None:
+            self.card = CardServer(self.config.card, self.workdir / "card")
+            self.add_cleanup(self.card.stop)
+            self.card.start()  # the device server listens before QEMU connects
         for attempt in range(3):
             self.ssh_port = free_port()
             args = self.qemu_args(qemu)
@@ -124,7 +134,7 @@ class Machine:
             self.started_at = time.monotonic()
             stderr = open(self.workdir / "qemu.stderr", "wb")  # noqa: SIM115 - lives as long as QEMU
             self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr,
-                                         start_new_session=True, preexec_fn=_die_with_parent)
+                                         start_new_session=True, preexec_fn=die_with_parent)
             stderr.close()
             try:
                 self.qmp = QmpConnection(self.qmp_socket)
@@ -183,17 +193,31 @@ class Machine:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def _scan_console(self) -> str:
+        """Read the console and note when each boot marker was first seen (host time since start)."""
+        text = self.console_text()
+        now = time.monotonic() - self.started_at
+        for marker in (INIT_MARKER, SSH_MARKER):
+            seen = self.marker_times.setdefault(marker, [])
+            for _ in range(count_markers(text, marker) - len(seen)):
+                seen.append(now)
+        return text
+
     def wait_console(self, marker: str, count: int = 1, timeout: float = 60.0) -> float:
-        """Wait until ``marker`` has appeared ``count`` times; return seconds since QEMU start."""
+        """Wait until ``marker`` has appeared ``count`` times; return seconds from QEMU start to then."""
         deadline = time.monotonic() + timeout
         while True:
-            if count_markers(self.console_text(), marker) >= count:
+            if marker in (INIT_MARKER, SSH_MARKER):
+                self._scan_console()
+                if len(self.marker_times[marker]) >= count:
+                    return self.marker_times[marker][count - 1]
+            elif count_markers(self.console_text(), marker) >= count:
                 return time.monotonic() - self.started_at
             if not self.alive():
                 raise Mlx5LabError(f"QEMU exited before the guest printed {marker}; see {self.console_log}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"guest did not print {marker} within {timeout:.0f}s")
-            time.sleep(0.02)
+            time.sleep(0.01)
 
     def wait_ssh(self, timeout: float = 60.0) -> float:
         """Wait for the next boot's SSH server and connect; return seconds since QEMU start."""
@@ -216,6 +240,7 @@ class Machine:
         return time.monotonic() - self.started_at
 
     def wait_init(self, timeout: float = 60.0) -> float:
+        """Seconds from QEMU start to the first boot's init marker (the plain kernel boot time)."""
         return self.wait_console(INIT_MARKER, 1, timeout)
 
     def run(self, command: str, timeout: float = 60.0) -> CommandResult:

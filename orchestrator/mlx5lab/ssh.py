@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,7 +80,7 @@ class GuestShell:
                     time.sleep(0.005)
             status = chan.recv_exit_status()
             return CommandResult(command, status, out.decode(errors="replace"), err.decode(errors="replace"))
-        except socket.timeout as exc:
+        except TimeoutError as exc:
             raise TimeoutError(f"guest command timed out after {timeout}s: {command}") from exc
         finally:
             chan.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 
 import pytest
+
 from mlx5dev.pci import PciFunction, PciFunctionConfig, RegisterFileBar
 from mlx5dev.pci.capabilities import CAP_ID_EXP, CAP_ID_MSIX, CAP_ID_PM
 from mlx5dev.vfio_user.protocol import RegionIndex

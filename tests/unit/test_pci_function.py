@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 
 import pytest
+
 from mlx5dev.pci import PciFunction, PciFunctionConfig, RegisterFileBar
 from mlx5dev.vfio_user import RegionAccessError
 from mlx5dev.vfio_user.protocol import (

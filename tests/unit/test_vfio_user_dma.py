@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable
 
 import pytest
+
 from mlx5dev.interfaces import DMAError
 from mlx5dev.vfio_user import DmaRwLayout
 from mlx5dev.vfio_user.protocol import DMA_MAP, DMA_UNMAP, Command, DmaMap, DmaUnmap, RegionIndex
@@ -298,6 +299,20 @@ def test_fdless_transfers_are_chunked_by_negotiated_size() -> None:
         t.join(TIMEOUT)
         assert out == {"value": bytes(h.client.remote_memory[0])}
         assert [struct.unpack_from("<QI", r.payload)[1] for r in h.client.dma_requests] == [4096, 4096, 1808]
+
+
+def test_fdless_transfers_default_to_64k_chunks() -> None:
+    """QEMU 10.2 truncates DMA_READ replies larger than its socket buffer; we never ask for > 64 KiB."""
+    with served() as h:  # the client announced max_data_xfer_size = 1 MiB
+        h.client.remote_memory[0] = bytearray(os.urandom(200 << 10))
+        h.client.dma_map(0, 200 << 10)
+        t, out = in_thread(lambda: h.server.memory.read(0, 200 << 10))
+        for _ in range(4):
+            h.client.answer_server_request()
+        t.join(TIMEOUT)
+        assert out == {"value": bytes(h.client.remote_memory[0])}
+        counts = [struct.unpack_from("<QI", r.payload)[1] for r in h.client.dma_requests]
+        assert counts == [64 << 10] * 3 + [8 << 10]
 
 
 def test_fdless_error_reply_raises_dmaerror() -> None:

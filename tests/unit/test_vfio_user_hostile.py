@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from mlx5dev.pci import PciFunction, PciFunctionConfig, RegisterFileBar
 from mlx5dev.vfio_user import VfioUserServer
 from mlx5dev.vfio_user.protocol import (

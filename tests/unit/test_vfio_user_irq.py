@@ -6,8 +6,10 @@ import errno
 import os
 import select
 import threading
+import time
 
 import pytest
+
 from mlx5dev.vfio_user.protocol import (
     IRQ_SET_ACTION_MASK,
     IRQ_SET_ACTION_TRIGGER,
@@ -205,17 +207,30 @@ def test_fire_from_threads_while_eventfds_change() -> None:
                     try:
                         for v in range(16):
                             h.server.interrupts.fire(v)
+                        time.sleep(0)  # let the socket loop have the GIL
                     except BaseException as exc:
                         errors.append(exc)
                         return
 
             t = threading.Thread(target=fire)
             t.start()
-            for _ in range(50):
+            for _ in range(20):
                 h.client.set_irqs(MSIX, 0, 16, EVENTFD_TRIGGER, efds)
                 h.client.set_irqs(MSIX, 0, 0, IRQ_SET_DATA_NONE | IRQ_SET_ACTION_TRIGGER)
             stop.set()
             t.join(5)
             assert errors == []
+    finally:
+        close_all(efds)
+
+
+def test_received_fds_are_close_on_exec() -> None:
+    efds = eventfds(1)
+    os.set_inheritable(efds[0], True)
+    try:
+        with served() as h:
+            h.client.set_irqs(MSIX, 0, 1, EVENTFD_TRIGGER, efds)
+            (server_copy,) = h.server.interrupts.assigned().values()
+            assert not os.get_inheritable(server_copy)
     finally:
         close_all(efds)

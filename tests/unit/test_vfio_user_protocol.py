@@ -7,6 +7,7 @@ import json
 import struct
 
 import pytest
+
 from mlx5dev.vfio_user.protocol import (
     DEVICE_FLAG_PCI,
     DEVICE_FLAG_RESET,

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from mlx5dev.interfaces import DMAError
 from mlx5dev.pci import PciFunction, PciFunctionConfig, RegisterFileBar
 from mlx5dev.vfio_user import VfioUserServer

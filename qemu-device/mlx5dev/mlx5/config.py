@@ -41,6 +41,7 @@ class FunctionConfig:
     bar0_size: int = 1 << 20
     mtu: int = 1500
     board_id: str = "MLX5LAB0000001"  # QUERY_ADAPTER vsd_contd_psid, shown as board_id
+    cmd_timeout_ms: int | None = None  # if set: iseg cmd_exec_to, which makes the driver read DTOR too
 
     def __post_init__(self) -> None:
         self.mac = parse_mac(self.mac)

@@ -47,8 +47,15 @@ class HealthState:
 class InitSegment:
     """Register file of the init segment. ``mmio_read``/``mmio_write`` are cheap and never block."""
 
-    def __init__(self, fw_rev: tuple[int, int, int], on_doorbell: Callable[[int], None]) -> None:
+    def __init__(
+        self,
+        fw_rev: tuple[int, int, int],
+        on_doorbell: Callable[[int], None],
+        cmd_exec_to: int = 0,
+        cmd_q_init_to: int = 0,
+    ) -> None:
         self._major, self._minor, self._sub = fw_rev
+        self._timeouts = {0xFF8: cmd_exec_to, 0xFFC: cmd_q_init_to}
         self._on_doorbell = on_doorbell
         self._lock = threading.Lock()
         self.health = HealthState()
@@ -83,7 +90,9 @@ class InitSegment:
             return self.health_counter
         if 0x200 <= off < 0x240:
             return self._health_dword(off - 0x200)
-        return 0  # initializing (0x1fc) = 0, timeouts = 0 (use driver defaults), clocks unused
+        if off in self._timeouts:  # 0 (default): the driver keeps its own timeouts and skips DTOR
+            return self._timeouts[off]
+        return 0  # initializing (0x1fc) = 0: ready at once; clocks unused
 
     def _health_dword(self, off: int) -> int:
         h = self.health

@@ -14,8 +14,8 @@ from typing import Generic, TypeVar
 
 from .consts import QueueState, Status
 from .cq import CompletionQueue
-from .errors import CmdError, Synd
 from .eq import EventQueue
+from .errors import CmdError, Synd
 
 T = TypeVar("T")
 
@@ -57,6 +57,9 @@ class Table(Generic[T]):
             self._next = obj_id + 1 if obj_id + 1 < self.space else self.first
         self._objs[obj_id] = make  # type: ignore[assignment]
         return obj_id
+
+    def find(self, obj_id: int) -> T | None:
+        return self._objs.get(obj_id)
 
     def get(self, obj_id: int) -> T:
         try:

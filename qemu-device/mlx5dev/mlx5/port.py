@@ -13,7 +13,7 @@ admin is what the driver writes into PAOS. QUERY_VPORT_STATE reports the operati
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # Mb/s -> legacy PTYS bit (one representative link mode per speed)
 LEGACY_BIT = {
@@ -84,7 +84,7 @@ class Port:
         self.link_up = link_up
         self.admin_up = True
         self.admin_mtu = 1500 + 22  # hardware MTU (includes the L2 header the driver adds)
-        self.vport_mtu = 0
+        self.registers: dict[str, bytes] = {}  # last written content of echo-style registers
 
     @property
     def oper_up(self) -> bool:
@@ -123,3 +123,17 @@ class Port:
     @property
     def oper_mtu(self) -> int:
         return self.admin_mtu
+
+
+@dataclass
+class VportContext:
+    """NIC vport context the driver writes with MODIFY_NIC_VPORT_CONTEXT and reads back."""
+
+    mtu: int
+    promisc_uc: bool = False
+    promisc_mc: bool = False
+    promisc_all: bool = False
+    disable_uc_local_lb: bool = False
+    disable_mc_local_lb: bool = False
+    arm_change_event: bool = False
+    lists: dict[int, list[bytes]] = field(default_factory=lambda: {0: [], 1: [], 2: []})  # UC, MC, VLAN

@@ -17,7 +17,7 @@ from .consts import Event, PortChange
 from .eq import EventQueue
 from .ifc.hw import EQE
 from .objects import Objects
-from .port import Port
+from .port import Port, VportContext
 from .trace import CommandTrace
 
 log = logging.getLogger("mlx5dev.mlx5")
@@ -48,6 +48,7 @@ class DeviceState:
         self.lock = threading.RLock()
         self.port = Port(config.mac_bytes, config.speed_mbps, config.link_up)
         self.port.admin_mtu = config.mtu + 22
+        self.vport = VportContext(mtu=config.mtu + 22)
         self.caps_max = build_caps(config)
         self.caps_cur = {k: bytearray(v) for k, v in self.caps_max.items()}
         self.objects = Objects(1 << config.log_max_eq, config.uar_base, config.uar_count)

@@ -140,7 +140,8 @@ class MessageReader:
 
     def _recv_into(self, view: memoryview) -> int | None:
         try:
-            n, ancdata, flags, _addr = self._sock.recvmsg_into([view], _ANC_BUFSIZE)
+            # CLOEXEC: guest memfds and eventfds must not leak into processes we spawn (e.g. QEMU).
+            n, ancdata, flags, _addr = self._sock.recvmsg_into([view], _ANC_BUFSIZE, socket.MSG_CMSG_CLOEXEC)
         except (BlockingIOError, InterruptedError):
             return None
         except OSError as exc:  # reset, or the socket was shut down / closed under us

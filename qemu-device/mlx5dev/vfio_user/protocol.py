@@ -22,6 +22,11 @@ MAX_MSG_FDS = 16
 MAX_DATA_XFER_SIZE = 1 << 20
 #: Client's ``max_data_xfer_size`` when it announces none (spec default).
 DEFAULT_DATA_XFER_SIZE = 1 << 20
+#: Largest count we put in one DMA_READ/DMA_WRITE to the client. QEMU 10.2's client sends each
+#: reply with a single non-blocking writev and does not finish a partial write, so a DMA_READ reply
+#: larger than its socket send buffer (~208 KiB by default) is truncated and the stream is lost
+#: (measured: 192 KiB works, 256 KiB breaks). 64 KiB stays well clear of that.
+DMA_CHUNK_SIZE = 64 << 10
 #: Largest JSON capability text we parse in VERSION.
 MAX_VERSION_JSON = 4096
 #: DMA windows valid at once (spec default, also QEMU's upper bound).

@@ -37,6 +37,7 @@ from .protocol import (
     DEVICE_FLAG_PCI,
     DEVICE_FLAG_RESET,
     DEVICE_INFO,
+    DMA_CHUNK_SIZE,
     DMA_MAP,
     DMA_UNMAP,
     DMA_UNMAP_FLAG_ALL,
@@ -92,11 +93,12 @@ _UNSUPPORTED = {
 
 
 class ProtocolError(Exception):
-    """Refuse the current request with ``errno``."""
+    """Refuse the current request with ``errno``; ``expected`` refusals are logged at debug level."""
 
-    def __init__(self, errno_value: int, message: str) -> None:
+    def __init__(self, errno_value: int, message: str, expected: bool = False) -> None:
         super().__init__(message)
         self.errno = errno_value
+        self.expected = expected
 
 
 def _einval(message: str) -> ProtocolError:
@@ -143,8 +145,8 @@ class ClientSession:
         self.reader = MessageReader(sock)
         self.writer = MessageWriter(sock, timeout=reply_timeout)
         self.negotiated = False
-        #: Largest count we may put in a DMA_READ/DMA_WRITE (min of the two announced limits).
-        self.xfer_limit = DEFAULT_DATA_XFER_SIZE
+        #: Largest count we may put in a DMA_READ/DMA_WRITE: the negotiated limit, at most DMA_CHUNK_SIZE.
+        self.xfer_limit = min(DEFAULT_DATA_XFER_SIZE, DMA_CHUNK_SIZE)
         #: The socket-loop thread: sessions are created on it (message-based DMA from it would deadlock).
         self.loop_thread = threading.get_ident()
         self.closed = False
@@ -248,7 +250,9 @@ class ClientSession:
                 raise _einval(f"{len(msg.fds)} unexpected fds")
             payload = handler(msg)
         except ProtocolError as exc:
-            self._refuse(hdr, exc.errno, str(exc), no_reply)
+            self._refuse(
+                hdr, exc.errno, str(exc), no_reply, logging.DEBUG if exc.expected else logging.WARNING
+            )
             return
         except Exception as exc:  # a bug here or in the device: keep serving, say so loudly
             log.exception("internal error handling command %d (id %d)", hdr.command, hdr.id)
@@ -259,9 +263,12 @@ class ClientSession:
         if not no_reply:
             self._send(encode_reply(hdr, payload))
 
-    def _refuse(self, hdr: Header, errno_value: int, why: str, no_reply: bool) -> None:
+    def _refuse(
+        self, hdr: Header, errno_value: int, why: str, no_reply: bool, level: int = logging.WARNING
+    ) -> None:
         name = Command(hdr.command).name if hdr.command in Command._value2member_map_ else str(hdr.command)
-        log.warning(
+        log.log(
+            level,
             "refused %s (id %d, %d bytes)%s: %s [%s]",
             name,
             hdr.id,
@@ -287,10 +294,10 @@ class ClientSession:
         reply_caps: dict[str, object] = {}
         if "max_msg_fds" in caps:
             reply_caps["max_msg_fds"] = MAX_MSG_FDS
-        client_xfer = caps.get("max_data_xfer_size", DEFAULT_DATA_XFER_SIZE)
-        self.xfer_limit = min(client_xfer, MAX_DATA_XFER_SIZE)
+        xfer = min(caps.get("max_data_xfer_size", DEFAULT_DATA_XFER_SIZE), MAX_DATA_XFER_SIZE)
+        self.xfer_limit = min(xfer, DMA_CHUNK_SIZE)
         if "max_data_xfer_size" in caps:
-            reply_caps["max_data_xfer_size"] = self.xfer_limit
+            reply_caps["max_data_xfer_size"] = xfer
         if "pgsizes" in caps:
             if not caps["pgsizes"] & PAGE_SIZE:
                 raise ProtocolError(errno.ENOTSUP, f"client page sizes {caps['pgsizes']:#x} lack 4 KiB")
@@ -398,8 +405,8 @@ class ClientSession:
         if req.argsz < IRQ_INFO.size:
             raise _einval(f"DEVICE_GET_IRQ_INFO argsz {req.argsz}")
         desc = self.device.irq_info(req.index)
-        if desc is None:
-            raise _einval(f"IRQ index {req.index} not supported")
+        if desc is None:  # QEMU asks for ERR (3) and REQ (4) at every start, and takes EINVAL quietly
+            raise ProtocolError(errno.EINVAL, f"IRQ index {req.index} not supported", expected=True)
         return IRQ_INFO.pack(IrqInfo(IRQ_INFO.size, desc.flags, req.index, desc.count))
 
     def _set_irqs(self, msg: Message) -> bytes:

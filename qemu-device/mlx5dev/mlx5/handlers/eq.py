@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from ..consts import Event, Op
+from ..consts import Cap, Event, Op
 from ..dispatcher import Ctx, handler
 from ..eq import ADAPTER_PAGE, EQE_SIZE, EventQueue, pages_for
 from ..errors import bad_param
 from ..ifc import cmds as c
 from ..ifc.caps import CMD_HCA_CAP
-from ..consts import Cap
 
 EQC = "eq_context_entry."
 PAS_ENTRY = 8

@@ -9,6 +9,7 @@ from .contexts import (
     CQC,
     EQC,
     FLOW_TABLE_CONTEXT,
+    MODIFY_NIC_VPORT_FIELD_SELECT,
     NIC_VPORT_CONTEXT,
     QUERY_ADAPTER_PARAM_BLOCK,
     RQC,
@@ -16,13 +17,13 @@ from .contexts import (
     SQC,
 )
 
-CMD_IN = Layout("cmd_in", 0x10, [
+CMD_IN = Layout("mbox_in", 0x10, [
     ("opcode", 0x0, 0x10),
     ("uid", 0x10, 0x10),
     ("op_mod", 0x30, 0x10),
 ])
 
-CMD_OUT = Layout("cmd_out", 0x10, [
+CMD_OUT = Layout("mbox_out", 0x10, [
     ("status", 0x0, 0x8),
     ("syndrome", 0x20, 0x20),
 ])
@@ -602,7 +603,7 @@ MODIFY_NIC_VPORT_CONTEXT_IN = Layout("modify_nic_vport_context_in", 0x200, [
     ("op_mod", 0x30, 0x10),
     ("other_vport", 0x40, 0x1),
     ("vport_number", 0x50, 0x10),
-    ("field_select", 0x60, 0x20),
+    ("field_select", 0x60, MODIFY_NIC_VPORT_FIELD_SELECT),
     ("nic_vport_context", 0x800, NIC_VPORT_CONTEXT),
 ])
 

@@ -152,3 +152,17 @@ QUERY_ADAPTER_PARAM_BLOCK = Layout("query_adapter_param_block", 0x100, [
     ("vsd", 0x100, 0x680),
     ("vsd_contd_psid", 0x780, 0x80),
 ])
+MODIFY_NIC_VPORT_FIELD_SELECT = Layout("modify_nic_vport_field_select", 0x4, [
+    ("affiliation", 0x12, 0x1),
+    ("disable_uc_local_lb", 0x14, 0x1),
+    ("disable_mc_local_lb", 0x15, 0x1),
+    ("node_guid", 0x16, 0x1),
+    ("port_guid", 0x17, 0x1),
+    ("min_inline", 0x18, 0x1),
+    ("mtu", 0x19, 0x1),
+    ("change_event", 0x1a, 0x1),
+    ("promisc", 0x1b, 0x1),
+    ("permanent_address", 0x1c, 0x1),
+    ("addresses_list", 0x1d, 0x1),
+    ("roce_en", 0x1e, 0x1),
+])

@@ -1,0 +1,160 @@
+"""The emulated card as the orchestrator sees it: a device-server process, its sockets, its control channel.
+
+The device server (``python -m mlx5dev serve``) is started before QEMU and stopped after it. Each function
+of the card is its own vfio-user socket; QEMU places them as functions of one slot behind a PCIe root port
+(``.0`` with multifunction on, ``.1``, ...), like the two ports of a dual-port ConnectX.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import Mlx5LabError
+from .process import die_with_parent
+
+
+@dataclass
+class FunctionSpec:
+    mac: str
+    speed_mbps: int = 100000
+    link_up: bool = True
+
+
+@dataclass
+class CardSpec:
+    functions: list[FunctionSpec] = field(default_factory=lambda: [
+        FunctionSpec("02:15:b3:00:00:10", 100000),
+        FunctionSpec("02:15:b3:00:00:11", 25000),
+    ])
+    device_id: int = 0x1017  # ConnectX-5
+    msix_vectors: int = 8
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_speeds(cls, speeds: list[int]) -> CardSpec:
+        return cls([FunctionSpec(f"02:15:b3:00:00:{0x10 + i:02x}", s) for i, s in enumerate(speeds)])
+
+
+class ControlClient:
+    """JSON-lines requests to the device server's control socket (one connection per request)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def request(self, op: str, **args: Any) -> Any:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(10)
+            try:
+                s.connect(str(self.path))
+            except OSError as exc:
+                raise Mlx5LabError(f"device server control socket {self.path}: {exc}") from exc
+            s.sendall(json.dumps({"op": op, **args}).encode() + b"\n")
+            buf = b""
+            while not buf.endswith(b"\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+        reply = json.loads(buf or b"{}")
+        if not reply.get("ok"):
+            raise Mlx5LabError(f"device server refused {op}: {reply.get('error', 'no reply')}")
+        return reply.get("result")
+
+    def status(self) -> Any:
+        return self.request("status")
+
+    def set_link(self, function: int, up: bool) -> Any:
+        return self.request("set_link", function=function, up=up)
+
+    def set_speed(self, function: int, mbps: int) -> Any:
+        return self.request("set_speed", function=function, mbps=mbps)
+
+    def add_fault(self, function: int | None = None, **fault: Any) -> Any:
+        return self.request("add_fault", function=function, **fault)
+
+    def clear_faults(self, function: int | None = None) -> Any:
+        return self.request("clear_faults", function=function)
+
+
+class CardServer:
+    """A running device-server process for one card."""
+
+    def __init__(self, spec: CardSpec, run_dir: Path) -> None:
+        self.spec = spec
+        self.run_dir = run_dir
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.control = ControlClient(run_dir / "control.sock")
+
+    def function_socket(self, i: int) -> Path:
+        return self.run_dir / f"fn{i}.sock"
+
+    def trace_file(self, i: int) -> Path:
+        return self.run_dir / f"trace-fn{i}.jsonl"
+
+    def start(self, timeout: float = 20.0) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.run_dir / "device-server.log", "wb")  # noqa: SIM115 - lives as long as the server
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mlx5dev", "serve", "--dir", str(self.run_dir),
+             "--card", self.spec.to_json()],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        want = [self.function_socket(i) for i in range(len(self.spec.functions))] + [self.control.path]
+        while not all(p.exists() for p in want):
+            if self.proc.poll() is not None:
+                raise Mlx5LabError(f"device server exited at start: {self.log_tail()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise Mlx5LabError(f"device server did not create its sockets in {timeout:.0f}s")
+            time.sleep(0.02)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = (self.run_dir / "device-server.log").read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def qemu_args(self, bus_chassis: int = 1) -> list[str]:
+        """Root port plus one vfio-user-pci device per function, all in slot 0 of that port."""
+        args = ["-device", f"pcie-root-port,id=mlx5rp,chassis={bus_chassis},slot={bus_chassis}"]
+        multi = len(self.spec.functions) > 1
+        for i in range(len(self.spec.functions)):
+            dev: dict[str, Any] = {
+                "driver": "vfio-user-pci", "id": f"mlx5fn{i}", "bus": "mlx5rp", "addr": f"0.{i}",
+                "socket": {"path": str(self.function_socket(i)), "type": "unix"},
+            }
+            if i == 0 and multi:
+                dev["multifunction"] = True
+            args += ["-device", json.dumps(dev)]
+        return args
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self.proc = None
+        for i in range(len(self.spec.functions)):
+            self.function_socket(i).unlink(missing_ok=True)
+        self.control.path.unlink(missing_ok=True)

@@ -1,0 +1,99 @@
+"""A card of several mlx5 PCI functions, each served on its own vfio-user socket.
+
+By default one slot with two functions, like the dual-port ConnectX of the seed case: each function is
+its own mlx5 device with its own port, MAC, speed, link state, fault table and command trace.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .interfaces import GuestMemory, InterruptSink
+from .mlx5.config import FunctionConfig
+from .mlx5.device import Mlx5Function
+from .mlx5.trace import CommandTrace
+from .pci import PciFunction, PciFunctionConfig
+from .vfio_user import VfioUserServer
+
+log = logging.getLogger("mlx5dev.card")
+
+
+@dataclass
+class FunctionSpec:
+    mac: str
+    speed_mbps: int = 100000
+    link_up: bool = True
+
+
+@dataclass
+class CardConfig:
+    functions: list[FunctionSpec] = field(default_factory=lambda: [
+        FunctionSpec("02:15:b3:00:00:10", 100000), FunctionSpec("02:15:b3:00:00:11", 25000)])
+    device_id: int = 0x1017
+    msix_vectors: int = 8
+
+    @classmethod
+    def from_json(cls, text: str) -> CardConfig:
+        raw = json.loads(text)
+        fns = [FunctionSpec(**f) for f in raw.pop("functions")]
+        return cls(functions=fns, **raw)
+
+
+class Card:
+    """Builds and serves every function of the card; the control channel acts on it."""
+
+    def __init__(self, config: CardConfig, run_dir: Path) -> None:
+        self.config = config
+        self.run_dir = run_dir
+        self.functions: list[Mlx5Function | None] = [None] * len(config.functions)
+        self.servers: list[VfioUserServer] = []
+        for i in range(len(config.functions)):
+            self.servers.append(VfioUserServer(run_dir / f"fn{i}.sock", self._factory(i)))
+
+    def _factory(self, i: int):  # noqa: ANN202 - a FunctionFactory closure
+        spec = self.config.functions[i]
+        pci_cfg = PciFunctionConfig(device_id=self.config.device_id, msix_vectors=self.config.msix_vectors,
+                                    multifunction=(i == 0 and len(self.config.functions) > 1))
+        fn_cfg = FunctionConfig(name=f"fn{i}", function_index=i, mac=spec.mac, speed_mbps=spec.speed_mbps,
+                                link_up=spec.link_up, num_msix=self.config.msix_vectors,
+                                bar0_size=pci_cfg.bar0_size)
+
+        def make(memory: GuestMemory, irq: InterruptSink) -> PciFunction:
+            trace = CommandTrace(self.run_dir / f"trace-fn{i}.jsonl")
+            fn = Mlx5Function(fn_cfg, memory, irq, trace)
+            self.functions[i] = fn
+            return PciFunction(pci_cfg, fn)
+
+        return make
+
+    def function(self, index: int) -> Mlx5Function:
+        if not 0 <= index < len(self.functions):
+            raise ValueError(f"no function {index}: the card has {len(self.functions)}")
+        fn = self.functions[index]
+        if fn is None:
+            raise ValueError(f"function {index} is not built yet")
+        return fn
+
+    def selected(self, index: int | None) -> list[Mlx5Function]:
+        """One function, or all of them for None."""
+        if index is None:
+            return [self.function(i) for i in range(len(self.functions))]
+        return [self.function(index)]
+
+    def status(self) -> list[dict[str, Any]]:
+        return [self.function(i).status() for i in range(len(self.functions))]
+
+    def start(self) -> None:
+        for server in self.servers:
+            server.serve_in_thread(forever=True)
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.close()
+        for fn in self.functions:
+            if fn is not None:
+                fn.close()

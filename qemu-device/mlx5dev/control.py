@@ -1,0 +1,142 @@
+"""The control channel: JSON-lines requests on a UNIX socket, to read and change the card while it runs.
+
+One request per line, ``{"op": NAME, ...args}``; one reply line, ``{"ok": true, "result": ...}`` or
+``{"ok": false, "error": "..."}``. Operations (``function`` is the function index; omitted or null means
+every function, where that makes sense):
+
+- ``status``: the state of every function (mode, objects, link, speed, faults, health, ...)
+- ``set_link`` {function, up}: plug or unplug the cable (a port change event reaches the driver)
+- ``set_speed`` {function, mbps}: change the negotiated speed
+- ``add_fault`` {function, opcode (number or name, e.g. "ACCESS_REG"), register (id or name, e.g.
+  "PTYS"), delay_ms, status, syndrome, drop, count}: delay or fail matching commands, for the next
+  ``count`` commands or always; returns the fault ids
+- ``remove_fault`` {function, fault_id}; ``clear_faults`` {function}
+- ``set_health`` {function, synd, ext_synd, rfr, severity, fw_ver_dead, counter_frozen}; ``clear_health``
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import socket
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .card import Card
+from .mlx5.consts import Op, Reg
+
+log = logging.getLogger("mlx5dev.control")
+MAX_REQUEST = 64 * 1024
+
+
+def _enum_value(enum: type[Op] | type[Reg], value: Any, what: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value, 0)
+        except ValueError:
+            pass
+        try:
+            return int(enum[value.upper()])
+        except KeyError:
+            raise ValueError(f"unknown {what} {value!r}") from None
+    raise ValueError(f"bad {what} {value!r}")
+
+
+class ControlServer:
+    def __init__(self, card: Card, path: Path) -> None:
+        self.card = card
+        self.path = path
+        path.unlink(missing_ok=True)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(str(path))
+        self.sock.listen(8)
+        self._stopping = False
+        self.ops: dict[str, Callable[..., Any]] = {
+            "status": lambda: self.card.status(),
+            "set_link": self._set_link,
+            "set_speed": self._set_speed,
+            "add_fault": self._add_fault,
+            "remove_fault": lambda fault_id, function=None: [
+                fn.remove_fault(int(fault_id)) for fn in self.card.selected(function)],
+            "clear_faults": lambda function=None: [fn.clear_faults() for fn in self.card.selected(function)],
+            "set_health": self._set_health,
+            "clear_health": lambda function=None: [fn.clear_health() for fn in self.card.selected(function)],
+        }
+
+    def _set_link(self, up: bool, function: int | None = None) -> None:
+        for fn in self.card.selected(function):
+            fn.set_link(bool(up))
+
+    def _set_speed(self, mbps: int, function: int | None = None) -> None:
+        for fn in self.card.selected(function):
+            fn.set_speed(int(mbps))
+
+    def _add_fault(self, function: int | None = None, opcode: Any = None, register: Any = None,
+                   **kw: Any) -> list[int]:
+        op = _enum_value(Op, opcode, "opcode")
+        reg = _enum_value(Reg, register, "register")
+        allowed = {"delay_ms", "status", "syndrome", "drop", "count"}
+        if set(kw) - allowed:
+            raise ValueError(f"unknown fault fields {sorted(set(kw) - allowed)}")
+        return [fn.add_fault(op, register_id=reg, **kw) for fn in self.card.selected(function)]
+
+    def _set_health(self, function: int | None = None, **kw: Any) -> None:
+        for fn in self.card.selected(function):
+            fn.set_health(**kw)
+
+    def handle(self, line: bytes) -> dict[str, Any]:
+        try:
+            req = json.loads(line)
+            if not isinstance(req, dict) or not isinstance(req.get("op"), str):
+                raise ValueError("a request is a JSON object with a string 'op'")
+            op = self.ops.get(req.pop("op"))
+            if op is None:
+                raise ValueError(f"unknown op; known: {sorted(self.ops)}")
+            return {"ok": True, "result": op(**req)}
+        except (ValueError, TypeError, KeyError) as exc:
+            return {"ok": False, "error": str(exc)}
+        except Exception as exc:  # a control request must never take the device server down
+            log.exception("control request failed")
+            return {"ok": False, "error": f"internal error: {exc!r}"}
+
+    def _serve_client(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(30)
+            buf = b""
+            try:
+                while True:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        return
+                    buf += chunk
+                    if len(buf) > MAX_REQUEST:
+                        conn.sendall(b'{"ok": false, "error": "request too long"}\n')
+                        return
+                    while b"\n" in buf:
+                        line, buf = buf.split(b"\n", 1)
+                        if line.strip():
+                            conn.sendall(json.dumps(self.handle(line)).encode() + b"\n")
+            except OSError as exc:
+                log.debug("control client: %r", exc)
+
+    def serve_forever(self) -> None:
+        while not self._stopping:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                break
+            threading.Thread(target=self._serve_client, args=(conn,), daemon=True).start()
+
+    def close(self) -> None:
+        self._stopping = True
+        with contextlib.suppress(OSError):  # not connected: nothing to shut down
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+        self.path.unlink(missing_ok=True)

@@ -1,0 +1,229 @@
+"""``Mlx5Function``: the device model behind BAR0, and the control API the orchestrator uses.
+
+BAR0 map: pages 0..2 hold the init segment (0x2010 bytes); UAR page ``u`` (as returned by
+ALLOC_UAR, from ``config.uar_base``) is at ``u * 4096``. In a UAR page the model decodes the EQ
+doorbells (+0x40 arm, +0x48 no arm: ``eqn << 24 | ci``), ignores CQ arm doorbells (+0x20: every
+CQE raises an EQE anyway) and treats 8-byte writes at +0x800.. (BlueFlame registers, 256-byte
+aligned) as SQ doorbells.
+
+``mmio_read`` / ``mmio_write`` only touch registers and queue work; the worker thread does every
+DMA and interrupt. All guest-triggered problems end up in the trace, never as exceptions.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from typing import Any
+
+from ..interfaces import GuestMemory, InterruptSink
+from . import handlers  # noqa: F401  (registers every command handler)
+from .cmdq import CommandQueue
+from .config import FunctionConfig
+from .consts import Cap
+from .datapath import sq_doorbell
+from .faults import Fault, FaultTable
+from .iseg import InitSegment, NicInterface
+from .registers.timeouts import encode_timeout
+from .state import DeviceState
+from .trace import CommandTrace
+from .worker import Worker
+
+__all__ = ["FunctionConfig", "Mlx5Function"]
+
+log = logging.getLogger("mlx5dev.mlx5")
+
+PAGE = 4096
+ISEG_PAGES = 3
+EQ_DB_ARM, EQ_DB_NOARM, CQ_DB = 0x40, 0x48, 0x20
+BF_FIRST = 0x800
+
+
+class Mlx5Function:
+    """One emulated ConnectX PCI function (implements ``mlx5dev.interfaces.BarDevice``)."""
+
+    def __init__(
+        self,
+        config: FunctionConfig,
+        memory: GuestMemory,
+        irq: InterruptSink,
+        trace: CommandTrace | None = None,
+    ) -> None:
+        self.config = config
+        self.memory = memory
+        self.irq = irq
+        self._own_trace = trace is None
+        self.trace = trace if trace is not None else CommandTrace()
+        self.faults = FaultTable()
+        exec_to = encode_timeout(config.cmd_timeout_ms) if config.cmd_timeout_ms else 0
+        init_to = encode_timeout(2000) if config.cmd_timeout_ms else 0
+        self.iseg = InitSegment(config.fw_version, self._cmd_doorbell, exec_to, init_to)
+        self._sq_half: dict[int, bytes] = {}
+        self.cq_doorbells = 0
+        self._closed = False
+        self._start()
+
+    def _start(self) -> None:
+        self.state = DeviceState(self.config, self.memory, self.irq, self.trace)
+        self.worker = Worker(f"mlx5-{self.config.name}")
+        self.cmdq = CommandQueue(self.state, self.worker, self.faults, lambda: self.iseg.cmdq_addr)
+
+    # -- BarDevice --------------------------------------------------------------------------
+    def mmio_read(self, offset: int, size: int) -> bytes:
+        if offset >= 0 and offset + size <= ISEG_PAGES * PAGE:
+            return self.iseg.read(offset, size)
+        return bytes(size)  # UAR pages are write-only doorbells; reads return 0
+
+    def mmio_write(self, offset: int, data: bytes) -> None:
+        if 0 <= offset < ISEG_PAGES * PAGE:
+            reason = self.iseg.write(offset, bytes(data))
+            if reason:
+                self._reject(reason)
+            return
+        page, inner = divmod(offset, PAGE)
+        if self.state.objects.uars.find(page) is None:
+            self._reject(f"write to BAR0 {offset:#x} (page {page} is not an allocated UAR)", size=len(data))
+            return
+        self._uar_write(page, inner, bytes(data))
+
+    def reset(self) -> None:
+        """Function-level reset: stop the worker (queued work is dropped), forget every object."""
+        self.worker.stop()
+        self.iseg.reset()
+        self._sq_half.clear()
+        self.trace.emit({"kind": "info", "function": self.config.name, "detail": "function reset"})
+        if not self._closed:
+            self._start()
+
+    def close(self) -> None:
+        self._closed = True
+        self.worker.stop()
+        if self._own_trace:
+            self.trace.close()
+
+    # -- doorbells (transport thread: cheap, no DMA) ---------------------------------------
+    def _reject(self, detail: str, **extra: Any) -> None:
+        self.worker.submit(partial(self.state.reject, detail, **extra))
+
+    def _cmd_doorbell(self, mask: int) -> None:
+        if self.iseg.nic_interface != NicInterface.FULL_DRIVER:
+            self._reject(f"command doorbell {mask:#x} while nic_interface is {self.iseg.nic_interface}")
+            return
+        self.cmdq.doorbell(mask)
+
+    def _uar_write(self, page: int, inner: int, data: bytes) -> None:
+        if inner in (EQ_DB_ARM, EQ_DB_NOARM) and len(data) == 4:
+            value = int.from_bytes(data, "big")
+            eq = self.state.objects.eqs.find(value >> 24)
+            if eq is None:
+                self._reject(f"EQ doorbell for unknown eqn {value >> 24:#x}", page=page)
+            else:
+                eq.set_consumer(value & 0xFFFFFF, arm=inner == EQ_DB_ARM)
+            return
+        if inner == CQ_DB:
+            self.cq_doorbells += 1
+            return
+        if inner >= BF_FIRST and inner % 0x100 in (0, 4):
+            self._sq_doorbell_bytes(offset=page * PAGE + inner, data=data)
+            return
+        self._reject(f"UAR {page} write at +{inner:#x} size {len(data)} not understood")
+
+    def _sq_doorbell_bytes(self, offset: int, data: bytes) -> None:
+        """Assemble the 8-byte SQ doorbell (one 64-bit write, or two 32-bit halves in order)."""
+        if offset % 0x100 == 0 and len(data) >= 8:
+            self.worker.submit(partial(sq_doorbell, self.state, data[:8]))
+        elif offset % 0x100 == 0 and len(data) == 4:
+            self._sq_half[offset] = data
+        elif offset % 0x100 == 4 and len(data) == 4 and (offset - 4) in self._sq_half:
+            self.worker.submit(partial(sq_doorbell, self.state, self._sq_half.pop(offset - 4) + data))
+        else:
+            self._reject(f"SQ doorbell write at {offset:#x} size {len(data)} not understood")
+
+    # -- control API ------------------------------------------------------------------------
+    def set_link(self, up: bool) -> None:
+        """Plug / unplug the cable; posts a PORT_CHANGE event if the operational state changes."""
+        old, new = self.state.port.set_link(up)
+        if old != new:
+            self.worker.submit(partial(self._post_port_change, new))
+
+    def set_speed(self, mbps: int) -> None:
+        """Change the negotiated speed; posts a PORT_CHANGE event with the current state."""
+        self.state.port.set_speed(mbps)
+        self.worker.submit(partial(self._post_port_change, None))
+
+    def _post_port_change(self, up: bool | None) -> None:
+        with self.state.lock:
+            self.state.post_port_change(self.state.port.oper_up if up is None else up)
+
+    def add_fault(
+        self,
+        opcode: int | None = None,
+        *,
+        register_id: int | None = None,
+        delay_ms: float = 0.0,
+        status: int | None = None,
+        syndrome: int = 0xE50F0000,
+        drop: bool = False,
+        count: int | None = None,
+    ) -> int:
+        """Add a fault rule (see :mod:`.faults`); returns its id for ``remove_fault``."""
+        return self.faults.add(Fault(opcode, register_id, delay_ms, status, syndrome, drop, count))
+
+    def remove_fault(self, fault_id: int) -> bool:
+        return self.faults.remove(fault_id)
+
+    def clear_faults(self) -> None:
+        self.faults.clear()
+
+    def set_health(
+        self,
+        synd: int | None = None,
+        ext_synd: int | None = None,
+        rfr: bool | None = None,
+        severity: int | None = None,
+        fw_ver_dead: bool | None = None,
+        counter_frozen: bool | None = None,
+    ) -> None:
+        """Health-buffer fault injection: a syndrome (with ``rfr`` it is fatal for the driver),
+        a dead ``fw_ver`` (reads 0xffffffff), or a frozen health counter (miss reports)."""
+        changes = {k: v for k, v in locals().items() if k != "self" and v is not None}
+        self.iseg.set_health(**changes)
+
+    def clear_health(self) -> None:
+        self.iseg.set_health(synd=0, ext_synd=0, rfr=False, severity=None, fw_ver_dead=False, counter_frozen=False)
+
+    def wait_idle(self, timeout: float = 5.0) -> bool:
+        """Wait until the worker has nothing queued or running (delayed faults count as queued)."""
+        return self.worker.idle(timeout)
+
+    def status(self) -> dict[str, Any]:
+        st = self.state
+        with st.lock:
+            hca, port = st.hca, st.port
+            phase = "initialized" if hca.initialized else "enabled" if hca.enabled else "disabled"
+            return {
+                "function": self.config.name,
+                "state": phase,
+                "mode": "events" if st.cmd_eq() is not None else "polling",
+                "nic_interface": self.iseg.nic_interface,
+                "cmdq_addr": self.iseg.cmdq_addr,
+                "issi": hca.issi,
+                "driver_version": hca.driver_version,
+                "commands_executed": self.cmdq.executed,
+                "delivery_errors": self.cmdq.delivery_errors,
+                "pending_slots": self.cmdq.pending_slots(),
+                "objects": st.objects.counts(),
+                "events_posted": dict(st.events_posted),
+                "link_up": port.link_up,
+                "admin_up": port.admin_up,
+                "oper_up": port.oper_up,
+                "speed_mbps": port.speed_mbps,
+                "mac": ":".join(f"{b:02x}" for b in port.mac),
+                "mtu": st.vport.mtu,
+                "caps": {"log_max_eq": self.config.log_max_eq, "num_msix": self.config.num_msix,
+                         "fast_teardown": self.config.fast_teardown, "force_teardown": self.config.force_teardown},
+                "given_pages": len(hca.given_pages),
+                "health": vars(self.iseg.health).copy(),
+                "faults": self.faults.list(),
+                "cap_types": sorted(Cap(t).name for t in st.caps_max),
+            }
