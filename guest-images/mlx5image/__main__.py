@@ -11,7 +11,9 @@ from .errors import ImageError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mlx5image", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m mlx5image", description="Build (or find) the guest image and print its folder."
+    )
     parser.add_argument(
         "--kernel",
         help="kernel release (e.g. 6.1.0-56-amd64) or path to a linux-image .deb; "

@@ -112,11 +112,11 @@ class _Apt:
             os.replace(tmp, self._memo_file)
         return proc.stdout
 
-    def _update_once(self) -> bool:
+    def _update_once(self, wanted: str) -> bool:
         if self._updated:
             return False
         self._updated = True
-        self._progress("apt-cache knows nothing about the kernel; running apt-get update")
+        self._progress(f"apt knows no {wanted}; running apt-get update once")
         proc = run(["apt-get", "update"], what="apt-get update", check=False)
         if proc.returncode != 0:
             raise ImageError("apt-get update failed; run 'apt-get update' as root (or pass a .deb path) "
@@ -132,7 +132,7 @@ class _Apt:
                 key, _, value = line.strip().partition(":")
                 if key.strip().lstrip("|") == "Depends" and value.strip().startswith("linux-image-"):
                     return value.strip()
-            if not self._update_once():
+            if not self._update_once(META_PACKAGE):
                 raise ImageError(f"apt does not know {META_PACKAGE}; add a Debian bookworm 'main' source to "
                                  "/etc/apt/sources.list, run apt-get update, or pass --kernel.")
 
@@ -141,7 +141,7 @@ class _Apt:
             fields = parse_stanza(self._query(["apt-cache", "show", "--no-all-versions", package]))
             if fields.get("Version"):
                 return fields
-            if not self._update_once():
+            if not self._update_once(package):
                 raise ImageError(f"apt knows no package {package}; check the kernel release with "
                                  "'apt-cache search linux-image' or pass a path to a linux-image .deb.")
 
@@ -161,8 +161,11 @@ def resolve_kernel(
         deb = Path(kernel).expanduser().resolve()
         if not deb.is_file():
             raise ImageError(f"no such file: {deb}; pass an existing linux-image .deb or a kernel release.")
-        control = run(["dpkg-deb", "-f", deb, "Package", "Version"], what=f"reading {deb}").stdout
-        fields = parse_stanza(control)
+        proc = run(["dpkg-deb", "-f", deb, "Package", "Version"], what=f"reading {deb}", check=False)
+        if proc.returncode != 0:
+            raise ImageError(f"{deb} is not a readable Debian package; pass a linux-image .deb or a kernel "
+                             "release.")
+        fields = parse_stanza(proc.stdout)
         package = fields.get("Package", "")
         return KernelPackage(package, fields.get("Version", ""), release_of_package(package), deb=deb)
     apt = _Apt(progress, memo_file)

@@ -60,7 +60,7 @@ class Card:
                                     multifunction=(i == 0 and len(self.config.functions) > 1))
         fn_cfg = FunctionConfig(name=f"fn{i}", function_index=i, mac=spec.mac, speed_mbps=spec.speed_mbps,
                                 link_up=spec.link_up, num_msix=self.config.msix_vectors,
-                                bar0_size=pci_cfg.bar0_size)
+                                bar0_size=pci_cfg.msix_table_offset)  # UARs stay below MSI-X
 
         def make(memory: GuestMemory, irq: InterruptSink) -> PciFunction:
             trace = CommandTrace(self.run_dir / f"trace-fn{i}.jsonl")

@@ -163,8 +163,17 @@ class TestDriver:
         return data
 
     # -- commands ---------------------------------------------------------------------------
-    def post(self, inp: bytes, outlen: int, slot: int = 0, *, in_ptr: int | None = None,
-             out_ptr: int | None = None, inlen: int | None = None, entry_type: int = 7) -> int:
+    def post(
+        self,
+        inp: bytes,
+        outlen: int,
+        slot: int = 0,
+        *,
+        in_ptr: int | None = None,
+        out_ptr: int | None = None,
+        inlen: int | None = None,
+        entry_type: int = 7,
+    ) -> int:
         """Write the queue entry for a command and ring its doorbell; returns the entry address."""
         self.token = self.token % 255 + 1
         inlen = len(inp) if inlen is None else inlen
@@ -175,7 +184,9 @@ class TestDriver:
         CMD_LAYOUT.set(ent, "inlen", inlen)
         CMD_LAYOUT.set(ent, "in_ptr", self.build_chain(inp, nin, self.token) if in_ptr is None else in_ptr)
         ent[0x10:0x20] = inp[:16].ljust(16, b"\0")
-        CMD_LAYOUT.set(ent, "out_ptr", self.build_chain(b"", nout, self.token) if out_ptr is None else out_ptr)
+        CMD_LAYOUT.set(
+            ent, "out_ptr", self.build_chain(b"", nout, self.token) if out_ptr is None else out_ptr
+        )
         CMD_LAYOUT.set(ent, "outlen", outlen)
         CMD_LAYOUT.set(ent, "token", self.token)
         CMD_LAYOUT.set(ent, "status_own", 1)
@@ -203,26 +214,41 @@ class TestDriver:
             time.sleep(0.0005)
         ent = self.mem.read(addr, 64)
         delivery = ent[0x3F] >> 1
-        out = ent[0x20:0x30] + self.read_chain(CMD_LAYOUT.get(ent, "out_ptr"), outlen)
+        out = ent[0x20:0x30]
+        if delivery == 0:
+            out += self.read_chain(CMD_LAYOUT.get(ent, "out_ptr"), outlen)
         out = out[:outlen].ljust(outlen, b"\0")
         status = out[0] if delivery == 0 else None
         return Result(status, int.from_bytes(out[4:8], "big"), out, delivery)
 
-    def cmd(self, layout: Layout | None, values: dict | None = None, outlen: int = 16, *, opcode: int,
-            op_mod: int = 0, extra: bytes = b"", slot: int = 0, check: bool = True) -> Result:
+    def cmd(
+        self,
+        layout: Layout | None,
+        values: dict | None = None,
+        outlen: int = 16,
+        *,
+        opcode: int,
+        op_mod: int = 0,
+        extra: bytes = b"",
+        slot: int = 0,
+        check: bool = True,
+    ) -> Result:
         inp = (layout or c.CMD_IN).build(values or {})
         return self.cmd_raw(inp + extra, outlen, opcode=opcode, op_mod=op_mod, slot=slot, check=check)
 
-    def cmd_raw(self, inp: bytearray, outlen: int, *, opcode: int, op_mod: int = 0, slot: int = 0,
-                check: bool = True) -> Result:
+    def cmd_raw(
+        self, inp: bytearray, outlen: int, *, opcode: int, op_mod: int = 0, slot: int = 0, check: bool = True
+    ) -> Result:
         c.CMD_IN.set(inp, "opcode", opcode)
         c.CMD_IN.set(inp, "op_mod", op_mod)
         self.post(bytes(inp), outlen, slot)
         res = self.wait(slot, outlen)
         self.last = res
         if check and (res.delivery or res.status):
-            raise AssertionError(f"{Op(opcode).name} failed: delivery {res.delivery} status {res.status} "
-                                 f"syndrome {res.syndrome:#x}")
+            raise AssertionError(
+                f"{Op(opcode).name} failed: delivery {res.delivery} status {res.status} "
+                f"syndrome {res.syndrome:#x}"
+            )
         return res
 
     # -- event queues -----------------------------------------------------------------------
@@ -232,8 +258,12 @@ class TestDriver:
         self.mem.write(buf, bytes([0] * 63 + [1]) * (1 << log_size))  # every owner byte = 1
         npages = -(-nbytes // PAGE)
         pas = b"".join(be(buf + i * PAGE, 8) for i in range(npages))
-        vals = {"eq_context_entry.log_eq_size": log_size, "eq_context_entry.uar_page": self.uar,
-                "eq_context_entry.intr": intr, "event_bitmask": mask << 192}
+        vals = {
+            "eq_context_entry.log_eq_size": log_size,
+            "eq_context_entry.uar_page": self.uar,
+            "eq_context_entry.intr": intr,
+            "event_bitmask": mask << 192,
+        }
         res = self.cmd(c.CREATE_EQ_IN, vals, 0x10, opcode=Op.CREATE_EQ, extra=pas)
         eq = DriverEq(res.out[0x0B], log_size, buf, intr, mask)
         self.eqs[eq.eqn] = eq
@@ -284,14 +314,26 @@ class TestDriver:
 
     # -- mlx5_core probe / teardown ---------------------------------------------------------
     def query_cap(self, cap: Cap, cur: bool = True) -> bytes:
-        res = self.cmd(c.QUERY_HCA_CAP_IN, {}, c.QUERY_HCA_CAP_OUT.size, opcode=Op.QUERY_HCA_CAP,
-                       op_mod=(cap << 1) | int(cur))
+        res = self.cmd(
+            c.QUERY_HCA_CAP_IN,
+            {},
+            c.QUERY_HCA_CAP_OUT.size,
+            opcode=Op.QUERY_HCA_CAP,
+            op_mod=(cap << 1) | int(cur),
+        )
         return res.out[0x10:]
 
     def access_reg(self, reg: Reg, data: bytes, size: int, write: bool = False, check: bool = True) -> Result:
         vals = {"register_id": reg}
-        return self.cmd(c.ACCESS_REGISTER_IN, vals, 0x10 + size, opcode=Op.ACCESS_REG, op_mod=0 if write else 1,
-                        extra=data.ljust(size, b"\0"), check=check)
+        return self.cmd(
+            c.ACCESS_REGISTER_IN,
+            vals,
+            0x10 + size,
+            opcode=Op.ACCESS_REG,
+            op_mod=0 if write else 1,
+            extra=data.ljust(size, b"\0"),
+            check=check,
+        )
 
     def probe(self, num_comp_eqs: int = 2) -> None:
         """mlx5_function_enable / open / init_once / load, as in notes §3.1."""
@@ -356,13 +398,23 @@ class TestDriver:
         self.mem.write(buf, bytes([0] * 63 + [0xF1]) * (1 << log_size))  # op_own = 0xf1 (en_main.c)
         dbr = self.mem.alloc(64, 64)
         pas = b"".join(be(buf + i * PAGE, 8) for i in range(-(-nbytes // PAGE)))
-        vals = {"cq_context.log_cq_size": log_size, "cq_context.c_eqn_or_apu_element": eqn,
-                "cq_context.uar_page": self.uar, "cq_context.dbr_addr": dbr}
+        vals = {
+            "cq_context.log_cq_size": log_size,
+            "cq_context.c_eqn_or_apu_element": eqn,
+            "cq_context.uar_page": self.uar,
+            "cq_context.dbr_addr": dbr,
+        }
         res = self.cmd(c.CREATE_CQ_IN, vals, 0x10, opcode=Op.CREATE_CQ, extra=pas)
         return self.id24(res), buf, dbr
 
     def create_sq(self, cqn: int, tisn: int) -> int:
-        vals = {"ctx.cqn": cqn, "ctx.tis_num_0": tisn, "ctx.tis_lst_sz": 1, "ctx.state": 0, "ctx.wq.log_wq_sz": 6}
+        vals = {
+            "ctx.cqn": cqn,
+            "ctx.tis_num_0": tisn,
+            "ctx.tis_lst_sz": 1,
+            "ctx.state": 0,
+            "ctx.wq.log_wq_sz": 6,
+        }
         sqn = self.id24(self.cmd(c.CREATE_SQ_IN, vals, 0x10, opcode=Op.CREATE_SQ))
         self.cmd(c.MODIFY_SQ_IN, {"sqn": sqn, "sq_state": 0, "ctx.state": 1}, opcode=Op.MODIFY_SQ)
         return sqn
@@ -384,8 +436,12 @@ class TestDriver:
 
     # -- mlx5e ------------------------------------------------------------------------------
     def query_mac(self) -> bytes:
-        res = self.cmd(c.QUERY_NIC_VPORT_CONTEXT_IN, {}, c.QUERY_NIC_VPORT_CONTEXT_OUT.size,
-                       opcode=Op.QUERY_NIC_VPORT_CONTEXT)
+        res = self.cmd(
+            c.QUERY_NIC_VPORT_CONTEXT_IN,
+            {},
+            c.QUERY_NIC_VPORT_CONTEXT_OUT.size,
+            opcode=Op.QUERY_NIC_VPORT_CONTEXT,
+        )
         return res.out[0x106:0x10C]
 
     def mlx5e_probe(self, nch: int = 1) -> None:
@@ -398,11 +454,19 @@ class TestDriver:
         self.q_counters = [self.cmd(None, {}, 0x10, opcode=Op.ALLOC_Q_COUNTER).out[0x0B] for _ in range(2)]
         self.drop_cq = self.create_cq(self.comp_eqs[0].eqn)[0]
         self.drop_rq = self.create_rq(self.drop_cq)
-        self.rqts = [self.create_rqt([self.drop_rq] * 256)] + [self.create_rqt([self.drop_rq]) for _ in range(nch)]
-        self.tirs = [self.id24(self.cmd(c.CREATE_TIR_IN, {}, 0x10, opcode=Op.CREATE_TIR)) for _ in range(10 + nch)]
+        self.rqts = [self.create_rqt([self.drop_rq] * 256)] + [
+            self.create_rqt([self.drop_rq]) for _ in range(nch)
+        ]
+        self.tirs = [
+            self.id24(self.cmd(c.CREATE_TIR_IN, {}, 0x10, opcode=Op.CREATE_TIR)) for _ in range(10 + nch)
+        ]
         self.ttc = self.create_flow_table(level=8, log_size=4)
-        grp = self.cmd(c.CREATE_FLOW_GROUP_IN, {"table_id": self.ttc, "start_flow_index": 0, "end_flow_index": 15},
-                       0x10, opcode=Op.CREATE_FLOW_GROUP)
+        grp = self.cmd(
+            c.CREATE_FLOW_GROUP_IN,
+            {"table_id": self.ttc, "start_flow_index": 0, "end_flow_index": 15},
+            0x10,
+            opcode=Op.CREATE_FLOW_GROUP,
+        )
         self.ttc_group = self.id24(grp)
         for i in range(3):
             self.cmd(c.SET_FTE_IN, {"table_id": self.ttc, "flow_index": i}, opcode=Op.SET_FLOW_TABLE_ENTRY)
@@ -412,10 +476,17 @@ class TestDriver:
         pmtu = self.access_reg(Reg.PMTU, b"\x00\x01", 16).out[0x10:]
         self.max_mtu = int.from_bytes(pmtu[4:6], "big")
         self.access_reg(Reg.PMTU, b"\x00\x01\x00\x00\x00\x00\x00\x00" + be(1522 << 16, 4), 16, write=True)
-        self.cmd(c.MODIFY_NIC_VPORT_CONTEXT_IN, {"field_select.mtu": 1, "nic_vport_context.mtu": 1522},
-                 opcode=Op.MODIFY_NIC_VPORT_CONTEXT)
-        res = self.cmd(c.QUERY_NIC_VPORT_CONTEXT_IN, {}, c.QUERY_NIC_VPORT_CONTEXT_OUT.size,
-                       opcode=Op.QUERY_NIC_VPORT_CONTEXT)
+        self.cmd(
+            c.MODIFY_NIC_VPORT_CONTEXT_IN,
+            {"field_select.mtu": 1, "nic_vport_context.mtu": 1522},
+            opcode=Op.MODIFY_NIC_VPORT_CONTEXT,
+        )
+        res = self.cmd(
+            c.QUERY_NIC_VPORT_CONTEXT_IN,
+            {},
+            c.QUERY_NIC_VPORT_CONTEXT_OUT.size,
+            opcode=Op.QUERY_NIC_VPORT_CONTEXT,
+        )
         self.hw_mtu = int.from_bytes(res.out[0x36:0x38], "big")
 
     def ifup(self) -> None:
@@ -427,8 +498,12 @@ class TestDriver:
         for tirn in self.tirs:
             self.cmd(c.MODIFY_TIR_IN, {"tirn": tirn}, opcode=Op.MODIFY_TIR)
         for rqtn in self.rqts:
-            self.cmd(c.MODIFY_RQT_IN, {"rqtn": rqtn, "bitmask": 1, "ctx.rqt_actual_size": 1}, opcode=Op.MODIFY_RQT,
-                     extra=be(self.rq, 4))
+            self.cmd(
+                c.MODIFY_RQT_IN,
+                {"rqtn": rqtn, "bitmask": 1, "ctx.rqt_actual_size": 1},
+                opcode=Op.MODIFY_RQT,
+                extra=be(self.rq, 4),
+            )
         state = self.cmd(c.QUERY_VPORT_STATE_IN, {}, 0x10, opcode=Op.QUERY_VPORT_STATE)
         self.carrier_at_open = state.out[0x0F] & 0xF
         self.access_reg(Reg.PAOS, b"\x00\x01\x01\x00\x80\x00\x00\x00", 16, write=True)  # admin up, ase
@@ -457,9 +532,14 @@ class TestDriver:
         for cqn, _b, _d in self.cqs:
             self.cmd(c.DESTROY_CQ_IN, {"cqn": cqn}, opcode=Op.DESTROY_CQ)
         for i in range(3):
-            self.cmd(c.DELETE_FTE_IN, {"table_id": self.ttc, "flow_index": i}, opcode=Op.DELETE_FLOW_TABLE_ENTRY)
-        self.cmd(c.DESTROY_FLOW_GROUP_IN, {"table_id": self.ttc, "group_id": self.ttc_group},
-                 opcode=Op.DESTROY_FLOW_GROUP)
+            self.cmd(
+                c.DELETE_FTE_IN, {"table_id": self.ttc, "flow_index": i}, opcode=Op.DELETE_FLOW_TABLE_ENTRY
+            )
+        self.cmd(
+            c.DESTROY_FLOW_GROUP_IN,
+            {"table_id": self.ttc, "group_id": self.ttc_group},
+            opcode=Op.DESTROY_FLOW_GROUP,
+        )
         self.destroy_flow_table(self.ttc)
         for tirn in self.tirs:
             self.cmd(c.DESTROY_TIR_IN, {"tirn": tirn}, opcode=Op.DESTROY_TIR)
@@ -472,7 +552,9 @@ class TestDriver:
         for tisn in self.tises:
             self.cmd(c.DESTROY_TIS_IN, {"tisn": tisn}, opcode=Op.DESTROY_TIS)
         self.cmd(c.DESTROY_MKEY_IN, {"mkey_index": self.mkey}, opcode=Op.DESTROY_MKEY)
-        self.cmd(c.DEALLOC_TRANSPORT_DOMAIN_IN, {"transport_domain": self.td}, opcode=Op.DEALLOC_TRANSPORT_DOMAIN)
+        self.cmd(
+            c.DEALLOC_TRANSPORT_DOMAIN_IN, {"transport_domain": self.td}, opcode=Op.DEALLOC_TRANSPORT_DOMAIN
+        )
         self.cmd(c.DEALLOC_PD_IN, {"pd": self.pd}, opcode=Op.DEALLOC_PD)
 
     def ptys(self) -> bytes:

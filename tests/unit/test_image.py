@@ -12,9 +12,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from mlx5image import cache, debpkg, hosttools, keys, kmod, rootfs, vmlinux
 from mlx5image.__main__ import main as cli_main
-from mlx5image.build import cmdline_for, kernel_config
+from mlx5image.assemble import kernel_config
+from mlx5image.build import cmdline_for
 from mlx5image.cpio import Entry, entries_from_tree, read_archive, write_archive
 from mlx5image.elf import has_pvh_note, is_static_executable
 from mlx5image.errors import ImageError
@@ -354,3 +356,13 @@ def test_init_script_syntax_and_markers():
     shell = shutil.which("busybox")
     argv = [shell, "sh", "-n", str(INIT)] if shell else ["sh", "-n", str(INIT)]
     subprocess.run(argv, check=True)
+
+
+def test_leftover_scratch_folders_are_recognised_per_release():
+    from mlx5image.build import _is_leftover
+
+    assert _is_leftover(".tmp-6.1.0-56-amd64-ab_c12xy", "6.1.0-56-amd64")
+    assert _is_leftover(".old-6.1.0-56-amd64-4242", "6.1.0-56-amd64")
+    assert not _is_leftover("6.1.0-56-amd64", "6.1.0-56-amd64")
+    assert not _is_leftover(".tmp-6.1.0-56-amd64-rt-abcdefgh", "6.1.0-56-amd64")  # another release's build
+    assert not _is_leftover(".6.1.0-56-amd64.lock", "6.1.0-56-amd64")

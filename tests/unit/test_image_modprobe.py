@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from mlx5image.cache import cache_dir
 from mlx5image.cpio import read_archive
 

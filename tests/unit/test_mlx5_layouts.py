@@ -6,6 +6,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+from pathlib import Path
 
 import pytest
 
@@ -70,7 +71,11 @@ KNOWN = [
     (cmds.CREATE_FLOW_TABLE_OUT, "table_id", bits(0x08, 23, 0)),
     (cmds.ALLOC_Q_COUNTER_OUT, "counter_set_id", byte_field(0x0B, 8)),
     (cmds.QUERY_ADAPTER_OUT, "query_adapter_struct.vsd_contd_psid", byte_field(0x100, 128)),
-    (cmds.QUERY_NIC_VPORT_CONTEXT_OUT, "nic_vport_context.permanent_address.mac_addr_47_32", byte_field(0x106, 16)),
+    (
+        cmds.QUERY_NIC_VPORT_CONTEXT_OUT,
+        "nic_vport_context.permanent_address.mac_addr_47_32",
+        byte_field(0x106, 16),
+    ),
     (cmds.QUERY_NIC_VPORT_CONTEXT_OUT, "nic_vport_context.mtu", byte_field(0x36, 16)),
     (cmds.MODIFY_NIC_VPORT_CONTEXT_IN, "nic_vport_context.mtu", byte_field(0x126, 16)),
     (cmds.QUERY_VPORT_STATE_OUT, "state", bits(0x0C, 3, 0)),
@@ -159,7 +164,7 @@ Members = list[tuple[str, object, int]]  # (field, None | struct name | anonymou
 
 def parse_ifc(directory: str) -> dict[str, tuple[str, Members]]:
     """A small parser of the ``mlx5_ifc`` bit-unit structs: name -> (struct|union, members)."""
-    text = "\n".join(open(p).read() for p in sorted(glob.glob(os.path.join(directory, "mlx5_ifc*.h"))))
+    text = "\n".join(Path(p).read_text() for p in sorted(glob.glob(os.path.join(directory, "mlx5_ifc*.h"))))
     text = re.sub(r"/\*.*?\*/|//[^\n]*|^#[^\n]*", "", text, flags=re.S | re.M)
     toks = _TOK.findall(text)
 
@@ -235,7 +240,12 @@ class Ifc:
 
 
 IFC_LAYOUTS = list(
-    {id(obj): obj for mod in (cmds, contexts, caps, regs) for obj in vars(mod).values() if isinstance(obj, Layout)}.values()
+    {
+        id(obj): obj
+        for mod in (cmds, contexts, caps, regs)
+        for obj in vars(mod).values()
+        if isinstance(obj, Layout)
+    }.values()
 )
 
 

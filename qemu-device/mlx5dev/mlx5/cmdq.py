@@ -19,6 +19,7 @@ TEARDOWN_HCA FORCE_CLOSE (all three are polled by the driver).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -27,14 +28,16 @@ from typing import Any
 
 from ..interfaces import DMAError
 from . import dispatcher, mailbox
-from .consts import Delivery, Event, Op, Reg, Status, name_of
+from .consts import Delivery, Op, Reg, Status, name_of
 from .dispatcher import Reply, Request
 from .faults import Fault, FaultTable
-from .ifc.cmds import ACCESS_REGISTER_IN, CMD_IN, CMD_OUT, CREATE_EQ_IN, DESTROY_EQ_IN, TEARDOWN_HCA_IN
+from .ifc.cmds import ACCESS_REGISTER_IN, CMD_IN, CMD_OUT, DESTROY_EQ_IN, TEARDOWN_HCA_IN
 from .ifc.hw import CMD_LAYOUT
 from .iseg import LOG_CMDQ_SIZE, LOG_CMDQ_STRIDE
 from .state import DeviceState
 from .worker import Worker
+
+log = logging.getLogger("mlx5dev.mlx5")
 
 SLOTS = 1 << LOG_CMDQ_SIZE
 STRIDE = 1 << LOG_CMDQ_STRIDE
@@ -49,10 +52,7 @@ def wants_cmd_eqe(dev: DeviceState, opcode: int, inp: bytes) -> bool:
     cmd_eq = dev.cmd_eq()
     if cmd_eq is None:
         return False
-    if opcode == Op.CREATE_EQ:
-        padded = inp + bytes(max(0, CREATE_EQ_IN.size - len(inp)))
-        mask = CREATE_EQ_IN.get(padded, "event_bitmask") >> (256 - 64)  # first BE64 word: types 0..63
-        return not (mask >> Event.CMD) & 1
+    # (the CREATE_EQ that creates the cmd EQ is covered by the line above: no cmd EQ exists before it)
     if opcode == Op.DESTROY_EQ:
         return DESTROY_EQ_IN.get(inp, "eq_number") != cmd_eq.eqn
     if opcode == Op.TEARDOWN_HCA:
@@ -89,7 +89,9 @@ class CommandQueue:
                 if not busy:
                     self._pending[slot] = now
             if busy:
-                self.worker.submit(partial(self.dev.reject, f"doorbell for slot {slot} still executing", slot=slot))
+                self.worker.submit(
+                    partial(self.dev.reject, f"doorbell for slot {slot} still executing", slot=slot)
+                )
             else:
                 self.worker.submit(partial(self._fetch, slot, base, now))
 
@@ -126,8 +128,14 @@ class CommandQueue:
         opcode = CMD_IN.get(inline, "opcode")
         reg_id = ACCESS_REGISTER_IN.get(inline, "register_id") if opcode == Op.ACCESS_REG else None
         info: dict[str, Any] = {
-            "slot": slot, "opcode": opcode, "op": name_of(Op, opcode), "op_mod": CMD_IN.get(inline, "op_mod"),
-            "inlen": inlen, "outlen": outlen, "token": CMD_LAYOUT.get(raw, "token"), "t_doorbell_ns": t_db,
+            "slot": slot,
+            "opcode": opcode,
+            "op": name_of(Op, opcode),
+            "op_mod": CMD_IN.get(inline, "op_mod"),
+            "inlen": inlen,
+            "outlen": outlen,
+            "token": CMD_LAYOUT.get(raw, "token"),
+            "t_doorbell_ns": t_db,
         }
         if reg_id is not None:
             info.update(reg_id=reg_id, reg=name_of(Reg, reg_id))
@@ -144,7 +152,9 @@ class CommandQueue:
             return
         req = Request(slot, opcode, info["op_mod"], inp, inlen, outlen)
         if fault is not None and fault.drop:
-            dev.trace.emit({"kind": "cmd", "function": dev.name, **info, "detail": "dropped by fault: never completed"})
+            dev.trace.emit(
+                {"kind": "cmd", "function": dev.name, **info, "detail": "dropped by fault: never completed"}
+            )
             return  # the slot stays pending: the driver times out, as with a hung firmware
         delay_ns = int(fault.delay_ms * 1e6) if fault is not None else 0
         job = partial(self._execute, entry, blocks, req, fault, info)
@@ -153,7 +163,9 @@ class CommandQueue:
         else:
             job()
 
-    def _execute(self, entry: int, blocks: list[int], req: Request, fault: Fault | None, info: dict[str, Any]) -> None:
+    def _execute(
+        self, entry: int, blocks: list[int], req: Request, fault: Fault | None, info: dict[str, Any]
+    ) -> None:
         dev = self.dev
         with dev.lock:
             eqe = wants_cmd_eqe(dev, req.opcode, req.inp)
@@ -166,8 +178,9 @@ class CommandQueue:
             self.executed += 1
             self._complete(entry, blocks, req, reply, eqe and reply.eqe_allowed, info)
 
-    def _complete(self, entry: int, blocks: list[int], req: Request, reply: Reply, eqe: bool,
-                  info: dict[str, Any]) -> None:
+    def _complete(
+        self, entry: int, blocks: list[int], req: Request, reply: Reply, eqe: bool, info: dict[str, Any]
+    ) -> None:
         dev = self.dev
         mem = dev.memory
         out = bytes(reply.out[: req.outlen]).ljust(max(req.outlen, mailbox.INLINE), b"\0")
@@ -180,12 +193,17 @@ class CommandQueue:
             reply.detail = f"{reply.detail}; DMA error writing output: {e}".lstrip("; ")
         posted = self._hand_back(entry, req.slot, delivery, eqe, info)
         for fn in reply.after:
-            fn()
+            try:
+                fn()
+            except Exception as e:  # a bug in a post-completion action must not lose the trace line
+                log.exception("post-completion action of %s failed", info["op"])
+                reply.detail = f"{reply.detail}; post-completion action failed: {e!r}".lstrip("; ")
         extra = {"reg_write": reply.extra["reg_write"]} if "reg_write" in reply.extra else {}
         self._trace(info, reply.status, reply.syndrome, delivery, posted, reply.detail, extra)
 
-    def _deliver_error(self, entry: int, slot: int, delivery: Delivery, detail: str, inline: bytes,
-                       info: dict[str, Any]) -> None:
+    def _deliver_error(
+        self, entry: int, slot: int, delivery: Delivery, detail: str, inline: bytes, info: dict[str, Any]
+    ) -> None:
         with self.dev.lock:
             eqe = wants_cmd_eqe(self.dev, info["opcode"], inline)
             self.delivery_errors += 1
@@ -202,14 +220,25 @@ class CommandQueue:
             return False
         return eqe and self.dev.post_cmd_completion(1 << slot)
 
-    def _trace(self, info: dict[str, Any], status: int | None, syndrome: int | None, delivery: Delivery,
-               eqe: bool, detail: str, extra: dict[str, Any]) -> None:
+    def _trace(
+        self,
+        info: dict[str, Any],
+        status: int | None,
+        syndrome: int | None,
+        delivery: Delivery,
+        eqe: bool,
+        detail: str,
+        extra: dict[str, Any],
+    ) -> None:
         t_done = time.monotonic_ns()
         rec: dict[str, Any] = {"kind": "cmd", "function": self.dev.name, **info, **extra}
         if status is not None:
             rec.update(status=int(status), status_name=name_of(Status, status), syndrome=syndrome)
         rec.update(
-            delivery=int(delivery), delivery_name=delivery.name, eqe=eqe, t_done_ns=t_done,
+            delivery=int(delivery),
+            delivery_name=delivery.name,
+            eqe=eqe,
+            t_done_ns=t_done,
             latency_us=round((t_done - info["t_doorbell_ns"]) / 1000, 1),
         )
         if detail:

@@ -8,10 +8,7 @@ from .port import check_speed
 
 
 def parse_mac(mac: str | bytes) -> bytes:
-    if isinstance(mac, bytes):
-        raw = mac
-    else:
-        raw = bytes(int(part, 16) for part in mac.replace("-", ":").split(":"))
+    raw = mac if isinstance(mac, bytes) else bytes(int(part, 16) for part in mac.replace("-", ":").split(":"))
     if len(raw) != 6:
         raise ValueError(f"bad MAC {mac!r}")
     if raw[0] & 1:

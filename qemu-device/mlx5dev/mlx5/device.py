@@ -190,7 +190,9 @@ class Mlx5Function:
         self.iseg.set_health(**changes)
 
     def clear_health(self) -> None:
-        self.iseg.set_health(synd=0, ext_synd=0, rfr=False, severity=None, fw_ver_dead=False, counter_frozen=False)
+        self.iseg.set_health(
+            synd=0, ext_synd=0, rfr=False, severity=None, fw_ver_dead=False, counter_frozen=False
+        )
 
     def wait_idle(self, timeout: float = 5.0) -> bool:
         """Wait until the worker has nothing queued or running (delayed faults count as queued)."""
@@ -220,8 +222,12 @@ class Mlx5Function:
                 "speed_mbps": port.speed_mbps,
                 "mac": ":".join(f"{b:02x}" for b in port.mac),
                 "mtu": st.vport.mtu,
-                "caps": {"log_max_eq": self.config.log_max_eq, "num_msix": self.config.num_msix,
-                         "fast_teardown": self.config.fast_teardown, "force_teardown": self.config.force_teardown},
+                "caps": {
+                    "log_max_eq": self.config.log_max_eq,
+                    "num_msix": self.config.num_msix,
+                    "fast_teardown": self.config.fast_teardown,
+                    "force_teardown": self.config.force_teardown,
+                },
                 "given_pages": len(hca.given_pages),
                 "health": vars(self.iseg.health).copy(),
                 "faults": self.faults.list(),

@@ -83,7 +83,12 @@ class InitSegment:
         if off == OFF_CMDQ_ADDR_H:
             return self.cmdq_addr_h
         if off == OFF_CMDQ_ADDR_L_SZ:
-            return (self.cmdq_addr_l & 0xFFFFF000) | (self.nic_interface << 8) | (LOG_CMDQ_SIZE << 4) | LOG_CMDQ_STRIDE
+            return (
+                (self.cmdq_addr_l & 0xFFFFF000)
+                | (self.nic_interface << 8)
+                | (LOG_CMDQ_SIZE << 4)
+                | LOG_CMDQ_STRIDE
+            )
         if off == OFF_HEALTH_COUNTER:
             if not self.health.counter_frozen:
                 self.health_counter = (self.health_counter + 1) & 0xFFFFFFFF

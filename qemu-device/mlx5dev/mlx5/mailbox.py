@@ -23,6 +23,7 @@ BLOCK_ALIGN = 1024
 MAX_BLOCKS = 2048  # 1 MiB + 16 bytes per message: far above any 6.1 command, bounds the work
 MAX_MSG_LEN = INLINE + BLOCK_DATA * MAX_BLOCKS
 
+_HEADER = 0x230  # next, block_num, token, signatures
 _NEXT = PROT_BLOCK.field("next").byte
 _BLOCK_NUM = PROT_BLOCK.field("block_num").byte
 
@@ -42,7 +43,8 @@ def blocks_needed(length: int) -> int:
 
 
 def walk(memory: GuestMemory, first: int, count: int, *, output: bool) -> list[tuple[int, bytes]]:
-    """Visit ``count`` blocks from ``first``; returns ``(address, 576-byte block)`` pairs.
+    """Visit ``count`` blocks from ``first``; returns ``(address, 576-byte block)`` pairs
+    (for an output chain the payload part of each block is left zero: it is not read).
 
     Raises :class:`ChainError` for a short, looping, misnumbered, misaligned or unmapped chain.
     """
@@ -59,13 +61,17 @@ def walk(memory: GuestMemory, first: int, count: int, *, output: bool) -> list[t
             raise ChainError(ptr_err, f"{which} block {k} at {addr:#x} not {BLOCK_ALIGN}-aligned")
         if addr in seen:
             raise ChainError(Delivery.BAD_BLK_NUM_ERR, f"{which} chain loops back to {addr:#x} at block {k}")
+        start = _HEADER if output else 0  # an output block's payload is not needed: read its header only
         try:
-            raw = memory.read(addr, BLOCK_SIZE)
+            raw = memory.read(addr + start, BLOCK_SIZE - start)
         except DMAError as e:
             raise ChainError(ptr_err, f"{which} block {k} at {addr:#x}: DMA error: {e}") from None
+        raw = raw.rjust(BLOCK_SIZE, b"\0")
         num = int.from_bytes(raw[_BLOCK_NUM : _BLOCK_NUM + 4], "big")
         if num != k:
-            raise ChainError(Delivery.BAD_BLK_NUM_ERR, f"{which} block at {addr:#x} has block_num {num}, want {k}")
+            raise ChainError(
+                Delivery.BAD_BLK_NUM_ERR, f"{which} block at {addr:#x} has block_num {num}, want {k}"
+            )
         seen.add(addr)
         blocks.append((addr, raw))
         addr = int.from_bytes(raw[_NEXT : _NEXT + 8], "big")

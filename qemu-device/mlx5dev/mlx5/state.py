@@ -27,7 +27,10 @@ MAX_GIVEN_PAGES = 1 << 18
 
 @dataclass
 class HcaState:
-    """Firmware life cycle: ENABLE_HCA -> (ISSI, pages, caps) -> INIT_HCA -> ... -> TEARDOWN_HCA -> DISABLE_HCA."""
+    """Firmware life cycle.
+
+    ENABLE_HCA -> (ISSI, pages, caps) -> INIT_HCA -> ... -> TEARDOWN_HCA -> DISABLE_HCA.
+    """
 
     enabled: bool = False
     initialized: bool = False

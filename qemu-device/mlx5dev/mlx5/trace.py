@@ -2,8 +2,8 @@
 
 The writer is thread-safe and line-buffered so a crashed run still leaves a readable file, and a
 bounded in-memory ring keeps the recent records for ``status()`` and unit tests. Records are also
-sent to the ``mlx5dev.mlx5`` logger at DEBUG level, which is the quickest way to see every command
-while bringing up a real driver.
+sent to the ``mlx5dev.mlx5`` logger: every command at DEBUG (the quickest way to see the whole
+command stream while bringing up a real driver), failed commands and refused input at INFO.
 
 Record keys (absent when not applicable):
 ``kind`` ("cmd", "reject", "event", "info"), ``ts_ns`` (wall clock), ``function``, ``slot``,
@@ -38,22 +38,32 @@ class CommandTrace:
         if self.path is not None:
             self._file = open(self.path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - owned
         self.recent: collections.deque[dict[str, Any]] = collections.deque(maxlen=ring)
+        self.emitted = 0  # records written so far (``since()`` uses it as a cursor)
 
     def emit(self, record: dict[str, Any]) -> None:
         record.setdefault("ts_ns", time.time_ns())
         line = json.dumps(record, separators=(",", ":"), sort_keys=False)
         with self._lock:
             self.recent.append(record)
+            self.emitted += 1
             if self._file is not None:
                 self._file.write(line + "\n")
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("%s", _human(record))
+        failed = record.get("kind") == "reject" or record.get("status") or record.get("delivery")
+        level = logging.INFO if failed else logging.DEBUG  # failures show up without DEBUG logging
+        if log.isEnabledFor(level):
+            log.log(level, "%s", _human(record))
 
     def records(self, **filters: Any) -> list[dict[str, Any]]:
         """Recent in-memory records matching every ``key=value`` filter."""
         with self._lock:
             items = list(self.recent)
         return [r for r in items if all(r.get(k) == v for k, v in filters.items())]
+
+    def since(self, cursor: int) -> list[dict[str, Any]]:
+        """Records emitted after ``emitted`` was ``cursor`` (those still in the ring)."""
+        with self._lock:
+            n = min(self.emitted - cursor, len(self.recent))
+            return list(self.recent)[len(self.recent) - n :] if n > 0 else []
 
     def close(self) -> None:
         with self._lock:

@@ -22,7 +22,9 @@ def access_reg(ctx: Ctx) -> None:
     ctx.reply.extra["reg_write"] = write
     spec = REGISTERS.get(reg_id)
     if spec is None:
-        raise CmdError(Status.BAD_PARAM, Synd.BAD_REGISTER | reg_id, f"register {name_of(Reg, reg_id)} not implemented")
+        raise CmdError(
+            Status.BAD_PARAM, Synd.BAD_REGISTER | reg_id, f"register {name_of(Reg, reg_id)} not implemented"
+        )
     if ctx.op_mod not in (REG_WRITE, REG_READ):
         raise CmdError(Status.BAD_PARAM, Synd.BAD_PARAM | reg_id, f"ACCESS_REG op_mod {ctx.op_mod}")
     off = c.ACCESS_REGISTER_IN.off("register_data")

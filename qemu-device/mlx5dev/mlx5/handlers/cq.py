@@ -26,7 +26,9 @@ def create_cq(ctx: Ctx) -> None:
     if cqe_sz > 2 or log_page > 16:
         raise bad_param(f"cqe_sz {cqe_sz} / log_page_size {log_page}")
     dev.objects.eqs.get(eqn)  # the completion EQ must exist (bad resource otherwise)
-    pas = read_pas(ctx, c.CREATE_CQ_IN.off("pas"), pages_for(cqe_stride(cqe_sz) << log_size, ADAPTER_PAGE << log_page))
+    pas = read_pas(
+        ctx, c.CREATE_CQ_IN.off("pas"), pages_for(cqe_stride(cqe_sz) << log_size, ADAPTER_PAGE << log_page)
+    )
     cq = CompletionQueue(0, log_size, cqe_sz, log_page, pas, eqn, ctx.get(CQC + "dbr_addr"))
     cq.cqn = dev.objects.cqs.add(cq)
     ctx.put("cqn", cq.cqn)

@@ -16,7 +16,9 @@ PAS_ENTRY = 8
 def read_pas(ctx: Ctx, layout_off: int, count: int) -> list[int]:
     """``count`` page addresses from the input's pas[]; they must be present and page aligned."""
     if layout_off + count * PAS_ENTRY > ctx.req.inlen:
-        raise bad_param(f"{count} pas entries needed, inlen {ctx.req.inlen:#x} has {(ctx.req.inlen - layout_off) // 8}")
+        raise bad_param(
+            f"{count} pas entries needed, inlen {ctx.req.inlen:#x} has {(ctx.req.inlen - layout_off) // 8}"
+        )
     pas = [int.from_bytes(ctx.inp[layout_off + 8 * i : layout_off + 8 * i + 8], "big") for i in range(count)]
     bad = [hex(p) for p in pas if p % ADAPTER_PAGE]
     if bad:
@@ -57,7 +59,10 @@ def destroy_eq(ctx: Ctx) -> None:
     eqn = ctx.get("eq_number")
     eq = ctx.dev.objects.eqs.remove(eqn)
     users = [cq.cqn for cq in ctx.dev.objects.cqs.values() if cq.eqn == eqn]
-    ctx.note(f"eqn {eqn:#x} posted {eq.posted} dropped {eq.dropped}" + (f"; CQs still attached {users}" if users else ""))
+    ctx.note(
+        f"eqn {eqn:#x} posted {eq.posted} dropped {eq.dropped}"
+        + (f"; CQs still attached {users}" if users else "")
+    )
 
 
 @handler(Op.QUERY_EQ, c.QUERY_EQ_IN, c.QUERY_EQ_OUT)

@@ -20,6 +20,11 @@ PAS_ENTRY = 8
 def enable_hca(ctx: Ctx) -> None:
     if ctx.get("function_id") != 0 or ctx.get("embedded_cpu_function"):
         raise bad_param(f"function_id {ctx.get('function_id')} is not this function")
+    if ctx.dev.hca.enabled:
+        # the driver's health recovery reloads without a device reset (no VSC here): start afresh,
+        # as the firmware reset of a real recovery would
+        ctx.note("ENABLE_HCA on an enabled function: firmware state dropped")
+        ctx.after(ctx.dev.teardown)
     ctx.dev.hca.enabled = True
 
 
@@ -27,8 +32,8 @@ def enable_hca(ctx: Ctx) -> None:
 def disable_hca(ctx: Ctx) -> None:
     if ctx.dev.hca.initialized:
         ctx.note("disabled while initialised: objects dropped")
-    ctx.dev.teardown()
     ctx.dev.hca.enabled = False
+    ctx.after(ctx.dev.teardown)  # after the completion, so an (unusual) events-mode caller gets its EQE
 
 
 @handler(Op.QUERY_ISSI, c.CMD_IN, c.QUERY_ISSI_OUT, Phase.ENABLED)
@@ -63,7 +68,9 @@ def manage_pages(ctx: Ctx) -> None:
         return
     if ctx.op_mod == PAGES_GIVE:
         if pas_off + n * PAS_ENTRY > ctx.req.inlen:
-            raise CmdError(Status.BAD_INP_LEN, Synd.BAD_INPUT_LEN | Op.MANAGE_PAGES, f"{n} pages do not fit inlen")
+            raise CmdError(
+                Status.BAD_INP_LEN, Synd.BAD_INPUT_LEN | Op.MANAGE_PAGES, f"{n} pages do not fit inlen"
+            )
         if len(hca.given_pages) + n > MAX_GIVEN_PAGES:
             raise CmdError(Status.NO_RES, Synd.NO_RESOURCES | Op.MANAGE_PAGES, "too many pages given")
         pas = ctx.inp[pas_off : pas_off + n * PAS_ENTRY]
@@ -71,7 +78,10 @@ def manage_pages(ctx: Ctx) -> None:
         return
     if ctx.op_mod == PAGES_TAKE:
         n = min(n, len(hca.given_pages), (ctx.req.outlen - pas_off) // PAS_ENTRY)
-        taken, hca.given_pages = hca.given_pages[len(hca.given_pages) - n :], hca.given_pages[: len(hca.given_pages) - n]
+        taken, hca.given_pages = (
+            hca.given_pages[len(hca.given_pages) - n :],
+            hca.given_pages[: len(hca.given_pages) - n],
+        )
         ctx.put("output_num_entries", n)
         for i, addr in enumerate(taken):
             ctx.out[pas_off + i * PAS_ENTRY : pas_off + (i + 1) * PAS_ENTRY] = addr.to_bytes(8, "big")

@@ -1,4 +1,6 @@
-"""L2 table entries (MPFS) and VXLAN UDP ports: only issued with eswitch / tunnel caps, kept for completeness."""
+"""L2 table entries (MPFS) and VXLAN UDP ports.
+
+Only issued with eswitch / tunnel caps, which this model keeps at 0; kept for completeness."""
 
 from __future__ import annotations
 

@@ -29,8 +29,11 @@ def _modify_wq(ctx: Ctx, table: Table[WorkQueue], qn: int, cur: int, layout_ctx:
     wq = table.get(qn)
     nxt = ctx.get(f"{layout_ctx}.state")
     if cur != wq.state:
-        raise CmdError(Status.BAD_RES_STATE, Synd.BAD_STATE | ctx.req.opcode,
-                       f"{table.kind} {qn:#x} is in state {wq.state}, not {cur}")
+        raise CmdError(
+            Status.BAD_RES_STATE,
+            Synd.BAD_STATE | ctx.req.opcode,
+            f"{table.kind} {qn:#x} is in state {wq.state}, not {cur}",
+        )
     if nxt not in STATES:
         raise bad_param(f"next state {nxt}")
     ctx.note(f"{table.kind} {qn:#x} {QueueState(cur).name}->{QueueState(nxt).name}")
@@ -125,11 +128,15 @@ def _rqt_entries(ctx: Ctx, ctx_name: str) -> Rqt:
         raise bad_param(f"rqt_actual_size {size} > rqt_max_size {max_size}")
     off = ctx.spec.inp.off(f"{ctx_name}.rq_num") if ctx.spec.inp else 0
     if off + 4 * size > ctx.req.inlen:
-        raise CmdError(Status.BAD_INP_LEN, Synd.BAD_INPUT_LEN | ctx.req.opcode, f"{size} RQ numbers do not fit inlen")
+        raise CmdError(
+            Status.BAD_INP_LEN, Synd.BAD_INPUT_LEN | ctx.req.opcode, f"{size} RQ numbers do not fit inlen"
+        )
     rqns = [int.from_bytes(ctx.inp[off + 4 * i : off + 4 * i + 4], "big") & 0xFFFFFF for i in range(size)]
     missing = sorted({hex(n) for n in rqns if n not in ctx.dev.objects.rqs})
     if missing:
-        raise CmdError(Status.BAD_RES, Synd.BAD_RESOURCE | ctx.req.opcode, f"RQT names unknown RQs {missing[:4]}")
+        raise CmdError(
+            Status.BAD_RES, Synd.BAD_RESOURCE | ctx.req.opcode, f"RQT names unknown RQs {missing[:4]}"
+        )
     return Rqt(size, rqns)
 
 

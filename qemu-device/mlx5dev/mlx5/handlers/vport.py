@@ -73,7 +73,10 @@ def modify_nic_vport_context(ctx: Ctx) -> None:
         changed.append(f"mtu={v.mtu}")
     if ctx.get(sel + "promisc"):
         v.promisc_uc, v.promisc_mc, v.promisc_all = (
-            bool(ctx.get(VC + "promisc_uc")), bool(ctx.get(VC + "promisc_mc")), bool(ctx.get(VC + "promisc_all")))
+            bool(ctx.get(VC + "promisc_uc")),
+            bool(ctx.get(VC + "promisc_mc")),
+            bool(ctx.get(VC + "promisc_all")),
+        )
         changed.append("promisc")
     if ctx.get(sel + "disable_uc_local_lb"):
         v.disable_uc_local_lb = bool(ctx.get(VC + "disable_uc_local_lb"))

@@ -20,7 +20,9 @@ def check_port(rc: RegCtx) -> None:
 def ptys(rc: RegCtx) -> None:
     check_port(rc)
     if rc.write:
-        rc.note = f"admin write eth {rc.get('eth_proto_admin'):#x} ext {rc.get('ext_eth_proto_admin'):#x} ignored"
+        rc.note = (
+            f"admin write eth {rc.get('eth_proto_admin'):#x} ext {rc.get('ext_eth_proto_admin'):#x} ignored"
+        )
     view = rc.dev.port.ptys()
     rc.out[:] = bytes(len(rc.out))
     rc.put("local_port", 1)
@@ -29,8 +31,14 @@ def ptys(rc: RegCtx) -> None:
     if not rc.get("proto_mask") & PTYS_EN and rc.get("proto_mask"):
         return  # IB / FC protocol groups: nothing to report on an Ethernet port
     for name in (
-        "eth_proto_capability", "eth_proto_admin", "eth_proto_oper", "ext_eth_proto_capability",
-        "ext_eth_proto_admin", "ext_eth_proto_oper", "data_rate_oper", "an_status",
+        "eth_proto_capability",
+        "eth_proto_admin",
+        "eth_proto_oper",
+        "ext_eth_proto_capability",
+        "ext_eth_proto_admin",
+        "ext_eth_proto_oper",
+        "data_rate_oper",
+        "an_status",
     ):
         rc.put(name, getattr(view, name))
     rc.put("eth_proto_lp_advertise", view.eth_proto_oper)
