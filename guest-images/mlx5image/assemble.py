@@ -106,7 +106,7 @@ def assemble(pkg: KernelPackage, out: Path, debs_dir: Path, keys: Keys, fingerpr
         "cmdline": cmdline_for(kernel["pvh"]),
         "cmdline_bzimage": cmdline_for(False),
         "ssh": {"user": "root", "client_public_key": keys.client_public, "host_public_key": keys.host_public},
-        "host_packages": {p: package_version(p) for p in ("busybox-static", "dropbear-bin")},
+        "host_packages": {p: package_version(p) for p in ("busybox-static", "dropbear-bin", "ethtool")},
         "modules_dir": modules_rel,
         "boot_modules": selection.boot,
         "modules": _module_records(tree, selection),

@@ -26,6 +26,7 @@ PACKAGE_OF: dict[str, str] = {
     "dropbear": "dropbear-bin",
     "dropbearkey": "dropbear-bin",
     "dropbearconvert": "dropbear-bin",
+    "ethtool": "ethtool",
     "ssh-keygen": "openssh-client",
     "busybox": "busybox-static",
     "cpio": "cpio",

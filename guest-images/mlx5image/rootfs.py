@@ -57,8 +57,8 @@ def parse_ldd(output: str) -> list[Path]:
     libs = []
     for line in output.splitlines():
         if "not found" in line:
-            raise ImageError(f"a library of dropbear is missing on the host ({line.strip()}); reinstall "
-                             "dropbear-bin with 'apt-get install --reinstall dropbear-bin'.")
+            raise ImageError(f"a library of a guest tool is missing on the host ({line.strip()}); "
+                             "reinstall dropbear-bin and ethtool with 'apt-get install --reinstall'.")
         m = _LDD_LINE.match(line)
         if m:
             libs.append(Path(m.group(1)))
@@ -114,6 +114,11 @@ ETC_FILES: dict[str, str] = {
 }
 
 
+# Dynamically linked host programs shipped with their libraries: the SSH server, and ethtool (link
+# modes, driver info) for tests and users.
+DYNAMIC_TOOLS = ("dropbear", "ethtool")
+
+
 def populate(staging: Path, spec: RootfsSpec) -> None:
     """Fill ``staging`` (an empty directory) with the guest filesystem, including depmod output."""
     tree = _Tree(staging)
@@ -131,9 +136,12 @@ def populate(staging: Path, spec: RootfsSpec) -> None:
     for applet in busybox_applets(busybox):
         tree.link(f"bin/{applet}", "busybox")
 
-    dropbear = require_tool("dropbear")
-    tree.copy(dropbear, "bin/dropbear", 0o755)
-    for lib in shared_libraries(dropbear):
+    libs: set[Path] = set()
+    for name in DYNAMIC_TOOLS:
+        binary = require_tool(name)
+        tree.copy(binary, f"bin/{name}", 0o755)
+        libs.update(shared_libraries(binary))
+    for lib in sorted(libs):
         tree.copy(lib, str(lib).lstrip("/"), 0o755)
 
     for rel, text in ETC_FILES.items():

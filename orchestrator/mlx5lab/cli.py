@@ -11,7 +11,7 @@ from types import FrameType
 
 from mlx5image.build import GuestImage, ImageError, ensure_image
 
-from . import Mlx5LabError
+from . import Mlx5LabError, tracecmd
 
 
 def _progress(msg: str) -> None:
@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-card", action="store_true", help="boot without the emulated ConnectX card")
     sp.set_defaults(func=cmd_boot)
 
+    tracecmd.add_parser(sub)
+
     bp = sub.add_parser("bench", help="benchmarks that print their figures")
     bsub = bp.add_subparsers(dest="bench", required=True)
     sp = bsub.add_parser("boot", help="QEMU start -> SSH ready, next to QEMU start -> init reached")
@@ -122,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)  # SIGTERM cleans up like Ctrl-C
     try:
         return int(args.func(args))
-    except (Mlx5LabError, ImageError) as exc:
+    except (Mlx5LabError, ImageError, FileNotFoundError) as exc:
         print(f"mlx5lab: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -51,7 +51,7 @@ class CommandTrace:
         failed = record.get("kind") == "reject" or record.get("status") or record.get("delivery")
         level = logging.INFO if failed else logging.DEBUG  # failures show up without DEBUG logging
         if log.isEnabledFor(level):
-            log.log(level, "%s", _human(record))
+            log.log(level, "%s", format_record(record))
 
     def records(self, **filters: Any) -> list[dict[str, Any]]:
         """Recent in-memory records matching every ``key=value`` filter."""
@@ -72,7 +72,7 @@ class CommandTrace:
                 self._file = None
 
 
-def _human(r: dict[str, Any]) -> str:
+def format_record(r: dict[str, Any]) -> str:
     """A one-line summary for the debug log."""
     fn = r.get("function", "?")
     if r.get("kind") == "cmd":
