@@ -36,3 +36,64 @@ def bench_boot(image: GuestImage, runs: int) -> tuple[Spread, Spread]:
         print(f"  boot {i + 1}/{runs}: init reached {init:.2f} s, SSH ready {ssh:.2f} s ({m.accel})",
               file=sys.stderr, flush=True)
     return Spread(init_times), Spread(ssh_times)
+
+
+@dataclass
+class DeviceFigures:
+    ports_up: Spread  # QEMU start -> every mlx5 port up (guest marker), per boot
+    latencies_us: list[float]  # doorbell -> completion, every command of every boot
+    busy_rates: list[float]  # commands per second of device busy time, per function and boot
+
+    def lines(self) -> list[str]:
+        lat = sorted(self.latencies_us)
+        p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+        return [
+            self.ports_up.line("QEMU start -> both ports up"),
+            f"{'command doorbell -> completion':<34} median {statistics.median(lat):8.1f} us   "
+            f"p99 {p99:8.1f} us   max {lat[-1]:8.1f} us   (n={len(lat)})",
+            f"{'commands per second (device busy)':<34} median {statistics.median(self.busy_rates):8.0f}   "
+            f"min {min(self.busy_rates):8.0f}   max {max(self.busy_rates):8.0f}",
+        ]
+
+
+def _busy_rate(records: list[dict]) -> float:
+    """Commands per second of time with at least one command outstanding (idle gaps excluded)."""
+    spans = sorted((r["t_doorbell_ns"], r["t_done_ns"]) for r in records)
+    busy, cur_start, cur_end = 0, spans[0][0], spans[0][1]
+    for start, end in spans[1:]:
+        if start > cur_end:
+            busy += cur_end - cur_start
+            cur_start, cur_end = start, end
+        else:
+            cur_end = max(cur_end, end)
+    busy += cur_end - cur_start
+    return len(records) / (busy / 1e9) if busy else 0.0
+
+
+def bench_device(image: GuestImage, runs: int, speeds: list[int]) -> DeviceFigures:
+    """Boot the card ``runs`` times; per boot, time to ports up and the device's command figures."""
+    from mlx5dev.mlx5.trace import read_trace
+
+    from .card import CardSpec
+    from .console import PORTS_MARKER
+
+    ports: list[float] = []
+    latencies: list[float] = []
+    rates: list[float] = []
+    for i in range(runs):
+        with Machine(MachineConfig(image=image, card=CardSpec.from_speeds(speeds))) as m:
+            m.wait_ssh(timeout=120)
+            up = m.wait_console(PORTS_MARKER, 1, timeout=1)
+            line = next(x for x in m.console_text().splitlines() if x.startswith(PORTS_MARKER))
+            if len(line.split()) - 2 != len(speeds):
+                raise RuntimeError(f"boot {i + 1}: not every port came up: {line!r}")
+            m.run("for i in $(seq 50); do cat /sys/class/net/eth1/speed; done >/dev/null")
+            assert m.card is not None
+            for fn in range(len(speeds)):
+                cmds = [r for r in read_trace(m.card.trace_file(fn))
+                        if r.get("kind") == "cmd" and "t_done_ns" in r]
+                latencies += [r["latency_us"] for r in cmds]
+                rates.append(_busy_rate(cmds))
+        ports.append(up)
+        print(f"  boot {i + 1}/{runs}: ports up {up:.2f} s", file=sys.stderr, flush=True)
+    return DeviceFigures(Spread(ports), latencies, rates)

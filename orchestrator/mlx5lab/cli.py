@@ -60,6 +60,16 @@ def cmd_bench_boot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_device(args: argparse.Namespace) -> int:
+    from .bench import bench_device
+
+    img = _image(args)
+    _progress(f"{args.runs} boots with a card of {len(args.speeds)} functions")
+    for line in bench_device(img, args.runs, args.speeds).lines():
+        print(line)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mlx5lab", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -94,6 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     kernel_opt(sp)
     sp.add_argument("-n", "--runs", type=int, default=5)
     sp.set_defaults(func=cmd_bench_boot)
+    sp = bsub.add_parser("device", help="boot -> both ports up; command latency and rate at the device")
+    kernel_opt(sp)
+    sp.add_argument("-n", "--runs", type=int, default=5)
+    sp.add_argument("--speeds", type=_speeds, default=[100000, 25000], metavar="MBPS[,MBPS...]")
+    sp.set_defaults(func=cmd_bench_device)
     return p
 
 

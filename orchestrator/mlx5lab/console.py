@@ -6,6 +6,7 @@ import re
 
 INIT_MARKER = "MLX5LAB-INIT"
 SSH_MARKER = "SSH-READY"
+PORTS_MARKER = "MLX5LAB-PORTS"  # the mlx5 interfaces are up
 
 # Lines that open a kernel crash report. The earliest of them before the final "Kernel panic" line is
 # where the oops text starts.

@@ -22,13 +22,14 @@ from mlx5image.build import GuestImage
 from . import Mlx5LabError
 from .accel import choose_accel
 from .card import CardServer, CardSpec
-from .console import INIT_MARKER, SSH_MARKER, count_markers, extract_oops, oops_title
+from .console import INIT_MARKER, PORTS_MARKER, SSH_MARKER, count_markers, extract_oops, oops_title
 from .process import die_with_parent
 from .qemu_binary import QBOOT, find_qemu, firmware_args
 from .qmp import QmpConnection
 from .ssh import CommandResult, GuestShell
 
 log = logging.getLogger("mlx5lab.machine")
+BOOT_MARKERS = (INIT_MARKER, PORTS_MARKER, SSH_MARKER)
 
 
 def free_port() -> int:
@@ -197,7 +198,7 @@ class Machine:
         """Read the console and note when each boot marker was first seen (host time since start)."""
         text = self.console_text()
         now = time.monotonic() - self.started_at
-        for marker in (INIT_MARKER, SSH_MARKER):
+        for marker in BOOT_MARKERS:
             seen = self.marker_times.setdefault(marker, [])
             for _ in range(count_markers(text, marker) - len(seen)):
                 seen.append(now)
@@ -207,7 +208,7 @@ class Machine:
         """Wait until ``marker`` has appeared ``count`` times; return seconds from QEMU start to then."""
         deadline = time.monotonic() + timeout
         while True:
-            if marker in (INIT_MARKER, SSH_MARKER):
+            if marker in BOOT_MARKERS:
                 self._scan_console()
                 if len(self.marker_times[marker]) >= count:
                     return self.marker_times[marker][count - 1]
