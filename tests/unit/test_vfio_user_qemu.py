@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 
-
 from mlx5dev.pci import PciFunction, PciFunctionConfig, RegisterFileBar
 from mlx5dev.vfio_user import VfioUserServer
 
