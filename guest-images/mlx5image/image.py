@@ -40,6 +40,9 @@ class GuestImage:
     cmdline: str
     vmlinuz: Path  # the bzImage, always present (for firmware that cannot load an ELF)
     directory: Path  # the image folder
+    variant: str = "stock"  # "stock", or "vulnerable": the positive control's mlx5_core (see variants.py)
+    variant_manifest: Path | None = None  # the variant's own manifest (module identity), if not stock
+    mlx5_debug_ko: Path | None = None  # mlx5_core.ko with debug info, for triage, when we built it
 
 
 def image_from_manifest(folder: Path, data: dict[str, Any], ssh_key: Path) -> GuestImage:

@@ -11,7 +11,7 @@ from types import FrameType
 
 from mlx5image.build import GuestImage, ImageError, ensure_image
 
-from . import Mlx5LabError, tracecmd
+from . import Mlx5LabError, racecmd, tracecmd
 
 
 def _progress(msg: str) -> None:
@@ -97,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_boot)
 
     tracecmd.add_parser(sub)
+    racecmd.add_parser(sub, kernel_opt, _speeds)
 
     bp = sub.add_parser("bench", help="benchmarks that print their figures")
     bsub = bp.add_subparsers(dest="bench", required=True)

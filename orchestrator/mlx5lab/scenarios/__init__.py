@@ -1,0 +1,1 @@
+"""Scenarios: what one iteration does to a guest, and how its outcome is decided from evidence."""
