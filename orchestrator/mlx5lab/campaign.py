@@ -56,8 +56,9 @@ class CampaignSpec:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CampaignSpec:
-        race = RaceParams(**data.pop("race"))
-        return cls(race=race, **data)
+        fields = dict(data)
+        race = RaceParams(**fields.pop("race"))
+        return cls(race=race, **fields)
 
 
 class Campaign:
@@ -89,7 +90,11 @@ class Campaign:
     def _load_journal(self) -> None:
         if not self.journal_path.exists():
             return
-        for line in self.journal_path.read_text().splitlines():
+        text = self.journal_path.read_text()
+        if text and not text.endswith("\n"):  # end a line torn by a kill, so the next entry starts afresh
+            with open(self.journal_path, "a") as f:
+                f.write("\n")
+        for line in text.splitlines():
             try:
                 entry = json.loads(line)
             except ValueError:
