@@ -8,11 +8,14 @@ VENV := $(CACHE)/venv
 PY := $(VENV)/bin/python
 KERNEL ?=
 KERNEL_OPT := $(if $(KERNEL),--kernel $(KERNEL),)
+ITERATIONS ?= 3
 
 .PHONY: run test test-quick setup host-packages venv qemu image lint bench clean-cache
 
+# The main job: a short reboot-vs-reader campaign on the negative control (stock mlx5_core) and on the
+# positive control (guard-reverted mlx5_core); prints both outcome tables and where the vmcores are.
 run: setup
-	$(VENV)/bin/mlx5lab boot $(KERNEL_OPT) --run 'cat /proc/version; ls /sys/class/net; cat /sys/class/net/*/speed 2>/dev/null || true'
+	$(VENV)/bin/mlx5lab controls $(KERNEL_OPT) --iterations $(ITERATIONS)
 
 test: setup
 	$(PY) -m pytest -q tests
@@ -39,6 +42,8 @@ lint: venv
 
 bench: setup
 	$(VENV)/bin/mlx5lab bench boot $(KERNEL_OPT)
+	$(VENV)/bin/mlx5lab bench device $(KERNEL_OPT)
+	$(VENV)/bin/mlx5lab bench race $(KERNEL_OPT)
 
 clean-cache:
 	rm -rf $(CACHE)

@@ -6,8 +6,9 @@ present and cmd_exec no longer checks that the command interface is down. The fr
 poisoned, so the first read that reaches ``dma_pool_alloc`` takes a general protection fault.
 
 Cached in ``cache_dir()/modules/<release>/vulnerable-<recipe digest>/``: rebuilt only when the edits, the
-build recipe or the kernel's package version change. The folder is built under a temporary name and
-renamed into place; a lock makes concurrent callers wait for one build.
+build recipe or the kernel's package version change. A folder without a valid manifest (a failed or
+killed build, whose build.log stays there for reading) is wiped by the next call; a lock makes
+concurrent callers wait for one build.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import fcntl
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -83,31 +83,31 @@ def _remove_objects(tree: Path) -> None:
             path.unlink()
 
 
-def _build(release: str, version: str, digest: str, tmp: Path, log: Path,
+def _build(release: str, version: str, digest: str, out: Path, log: Path,
            progress: Callable[[str], None]) -> dict[str, Any]:
-    """Build into the empty folder ``tmp``; return the manifest fields."""
+    """Build into the empty folder ``out``; return the manifest fields."""
     started = time.monotonic()
     headers = ensure_headers(release, version, progress)
     src = fetch_source(release, version, cache_dir() / "debs", progress)
-    mellanox = extract_mlx5_tree(src.path, tmp / "src", progress)
+    mellanox = extract_mlx5_tree(src.path, out / "src", progress)
     diff = apply_edits(mellanox, VARIANT_B)
-    (tmp / "variant-b.diff").write_text(diff)
-    progress(f"applied {len(VARIANT_B)} Variant B edits (diff: {tmp.name}/variant-b.diff)")
+    (out / "variant-b.diff").write_text(diff)
+    progress(f"applied {len(VARIANT_B)} Variant B edits (diff: {out / 'variant-b.diff'})")
     built = kbuild(headers, mellanox / "mlx5" / "core", MODULE, log, progress)
     vermagic = modinfo(built, "vermagic")
     if vermagic.split()[:1] != [release]:
         raise ImageError(f"the built {MODULE}.ko has vermagic '{vermagic}', not for {release}; check that "
                          f"{headers} belongs to the guest kernel.")
-    ko_debug = tmp / f"{MODULE}.debug.ko"
+    ko_debug = out / f"{MODULE}.debug.ko"
     os.replace(built, ko_debug)
-    ko = strip_copy(ko_debug, tmp / f"{MODULE}.ko")
-    _remove_objects(tmp / "src")
+    ko = strip_copy(ko_debug, out / f"{MODULE}.ko")
+    _remove_objects(out / "src")
     return {
         "schema": _SCHEMA, "recipe": digest, "kernel_release": release, "kernel_version": version,
         "source": {"package": src.package, "version": src.version, "deb": src.path.name, "sha256": src.sha256},
         "headers": str(headers), "vermagic": vermagic, "depends": modinfo(ko, "depends"),
         "patch_summary": [e.summary for e in VARIANT_B],
-        "ko": ko.name, "ko_sha256": sha256_file(ko), "ko_debug": ko_debug.name, "build_log": "build.log",
+        "ko": ko.name, "ko_sha256": sha256_file(ko), "ko_debug": ko_debug.name, "build_log": log.name,
         "build_seconds": round(time.monotonic() - started, 1),
     }
 
@@ -128,20 +128,17 @@ def build_vulnerable_module(kernel_release: str, *, progress: Callable[[str], No
         cached = _from_manifest(folder, digest, version)
         if cached is not None:
             return cached
-        for stale in base.glob(".tmp-vulnerable-*"):  # left by a killed build (we hold the lock)
-            shutil.rmtree(stale, ignore_errors=True)
+        # Built in place, not renamed afterwards, so the debug module's DWARF paths name the sources
+        # that stay here; the manifest, written last, marks the folder complete.
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir()
         progress(f"building the Variant B {MODULE} for {kernel_release} ({version}) in {folder}")
-        log = base / f"vulnerable-{digest}.build.log"  # outside tmp: survives a failed build
-        tmp = Path(tempfile.mkdtemp(dir=base, prefix=f".tmp-vulnerable-{digest}-"))
-        try:
-            data = _build(kernel_release, version, digest, tmp, log, progress)
-            os.replace(log, tmp / "build.log")
-            (tmp / MANIFEST).write_text(json.dumps(data, indent=2) + "\n")
-            if folder.exists():
-                shutil.rmtree(folder)
-            os.replace(tmp, folder)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        data = _build(kernel_release, version, digest, folder, folder / "build.log", progress)
+        manifest = folder / MANIFEST
+        tmp = manifest.with_name(f".{MANIFEST}.{os.getpid()}")
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        os.replace(tmp, manifest)
         module = _from_manifest(folder, digest, version)
     if module is None:
         raise ImageError(f"the module built in {folder} is incomplete; delete that folder and retry.")

@@ -5,10 +5,13 @@ from __future__ import annotations
 import statistics
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from mlx5image.build import GuestImage
 
+from .evidence import IterationResult
 from .machine import Machine, MachineConfig
+from .scenarios.reboot_race import run_iteration
 
 
 @dataclass
@@ -97,3 +100,20 @@ def bench_device(image: GuestImage, runs: int, speeds: list[int]) -> DeviceFigur
         ports.append(up)
         print(f"  boot {i + 1}/{runs}: ports up {up:.2f} s", file=sys.stderr, flush=True)
     return DeviceFigures(Spread(ports), latencies, rates)
+
+
+def bench_race(image: GuestImage, runs: int, folder: Path) -> tuple[Spread, dict[str, int]]:
+    """A campaign of ``runs`` iterations on ``image``; per iteration, boot-to-verdict seconds."""
+    from .campaign import Campaign, CampaignSpec
+
+    campaign = Campaign.create(folder, CampaignSpec(kernel=None, variant=image.variant, iterations=runs, seed=1))
+    durations: list[float] = []
+
+    def one(i: int, delay: float, f: Path) -> IterationResult:
+        r = run_iteration(image, campaign.spec.race, i, delay, f)
+        durations.append(r.duration_s)
+        print(f"  iteration {i}/{runs}: {r.outcome} in {r.duration_s:.2f} s", file=sys.stderr, flush=True)
+        return r
+
+    campaign.run(one)
+    return Spread(durations), dict(campaign.counts())

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import statistics
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 
 from mlx5image.build import GuestImage, ImageError, ensure_image
@@ -70,6 +72,22 @@ def cmd_bench_device(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_race(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from mlx5image.variants import ensure_variant
+
+    from .bench import bench_race
+
+    img = ensure_variant(_image(args), args.variant, progress=_progress)
+    _progress(f"{args.runs} race iterations, variant {args.variant}")
+    with tempfile.TemporaryDirectory(prefix="mlx5lab-bench-race-") as tmp:
+        spread, counts = bench_race(img, args.runs, Path(tmp) / "campaign")
+    print(spread.line("iteration, boot to verdict"))
+    print(f"{'iterations per hour':<34} {3600 / statistics.median(spread.values):6.0f}   outcomes {counts}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mlx5lab", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -110,12 +128,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-n", "--runs", type=int, default=5)
     sp.add_argument("--speeds", type=_speeds, default=[100000, 25000], metavar="MBPS[,MBPS...]")
     sp.set_defaults(func=cmd_bench_device)
+    sp = bsub.add_parser("race", help="race iterations: boot to verdict, and iterations per hour")
+    kernel_opt(sp)
+    sp.add_argument("-n", "--runs", type=int, default=5)
+    sp.add_argument("--variant", choices=("stock", "vulnerable"), default="stock")
+    sp.set_defaults(func=cmd_bench_race)
     return p
 
 
-def _path(s: str):  # noqa: ANN202 - argparse type
-    from pathlib import Path
-
+def _path(s: str) -> Path:
     return Path(s).resolve()
 
 

@@ -12,7 +12,7 @@ from mlx5image.build import ensure_image
 from mlx5image.cache import cache_dir
 from mlx5image.variants import VARIANTS, ensure_variant
 
-from .campaign import Campaign, CampaignSpec, print_progress
+from .campaign import EXIT_CLEAN, EXIT_FOUND, Campaign, CampaignSpec, print_progress
 from .evidence import IterationResult
 from .scenarios.reboot_race import RaceParams, run_iteration
 
@@ -77,7 +77,10 @@ def open_campaign(args: argparse.Namespace) -> Campaign:
 
 
 def cmd_race(args: argparse.Namespace) -> int:
-    campaign = open_campaign(args)
+    return run_campaign(open_campaign(args))
+
+
+def run_campaign(campaign: Campaign) -> int:
     spec = campaign.spec
     image = ensure_variant(ensure_image(spec.kernel, progress=_progress), spec.variant, progress=_progress)
     _progress(f"campaign {campaign.folder}: {spec.iterations} iterations, variant {spec.variant}, "
@@ -104,7 +107,30 @@ def cmd_race(args: argparse.Namespace) -> int:
     return status
 
 
+def cmd_controls(args: argparse.Namespace) -> int:
+    """The main job: a short campaign on each control; succeed only if both behave as controls must."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = args.out or cache_dir() / "campaigns" / f"controls-{stamp}"
+    statuses = {}
+    for variant in ("stock", "vulnerable"):
+        spec = CampaignSpec(kernel=args.kernel, variant=variant, iterations=args.iterations, seed=args.seed)
+        statuses[variant] = run_campaign(Campaign.create(base / variant, spec))
+        print()
+    ok = statuses["stock"] == EXIT_CLEAN and statuses["vulnerable"] == EXIT_FOUND
+    print(f"negative control (stock): {'all clean' if statuses['stock'] == EXIT_CLEAN else 'NOT clean'}; "
+          f"positive control (vulnerable): {'panic found' if statuses['vulnerable'] == EXIT_FOUND else 'NO panic'}")
+    print(f"evidence (vmcores, oopses, consoles, device traces): {base}")
+    return 0 if ok else 1
+
+
 def add_parser(sub: Any, kernel_opt: Any, speeds_type: Any) -> None:
+    cp = sub.add_parser("controls", help="the main job: a short race campaign on the negative and positive control")
+    kernel_opt(cp)
+    cp.add_argument("--iterations", "-n", type=int, default=3)
+    cp.add_argument("--seed", type=int, default=1)
+    cp.add_argument("--out", type=Path, help="folder for both campaigns (default: in the cache)")
+    cp.set_defaults(func=cmd_controls)
+
     sp = sub.add_parser("race", help="reboot -f against speed readers, many times; keep every crash's evidence",
                         description="Exit status: 0 all clean, 1 a panic or hang was found, 3 infrastructure "
                                     "failures only, 2 usage or set-up error, 130 interrupted.")
