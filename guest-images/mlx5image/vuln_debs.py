@@ -59,7 +59,7 @@ def _apt_versions(package: str) -> list[str]:
     for line in proc.stdout.splitlines():
         if line.strip() == "Version table:":
             in_table = True
-        elif in_table and re.match(r"^ {5}(\*\*\* )?\S", line) and not line.strip().startswith("http"):
+        elif in_table and re.match(r"^ (\*\*\*|   ) \S", line):  # "     1.2-3 500" or " *** 1.2-3 100"
             versions.append(line.replace("***", "").split()[0])
     return versions
 

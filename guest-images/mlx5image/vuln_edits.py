@@ -41,14 +41,19 @@ class TextEdit:
 _HELPER_BODY = f"""
 /* mlx5lab Variant B (positive control, undoes G1): free the command pool at shutdown as the 3.10
  * unload did, and leave a non-canonical pointer behind so the next dma_pool_alloc() takes a #GP.
+ * Under RTNL, which speed/duplex readers hold across their whole command: no reader is mid-command,
+ * so the cache lists are not walked concurrently and the first touch of the freed pool is the
+ * seed's dma_pool_alloc() from the next reader.
  */
 void {HELPER}(struct mlx5_core_dev *dev)
 {{
+\trtnl_lock();
 \tdestroy_msg_cache(dev);
 \tdma_pool_destroy(dev->cmd.pool);
 #ifndef CONFIG_KASAN
 \tdev->cmd.pool = (struct dma_pool *){POISON};
 #endif
+\trtnl_unlock();
 \tmlx5_core_warn(dev, "mlx5lab: command dma_pool destroyed at shutdown (positive control)\\n");
 }}
 """
@@ -70,9 +75,17 @@ VARIANT_B: tuple[TextEdit, ...] = (
         anchor="\tdestroy_msg_cache(dev);\n\tfree_cmd_page(dev, cmd);\n\tdma_pool_destroy(cmd->pool);\n}\n",
         replacement="\tdestroy_msg_cache(dev);\n\tfree_cmd_page(dev, cmd);\n\tdma_pool_destroy(cmd->pool);\n}\n"
                     + _HELPER_BODY,
-        summary=f"cmd.c: new {HELPER}() after mlx5_cmd_cleanup(): destroy_msg_cache(), "
+        summary=f"cmd.c: new {HELPER}() after mlx5_cmd_cleanup(): under rtnl_lock(), destroy_msg_cache(), "
                 f"dma_pool_destroy(dev->cmd.pool), then dev->cmd.pool = {POISON} unless CONFIG_KASAN "
                 "(undoes G1)",
+    ),
+    TextEdit(
+        name="b/include",
+        file=CMD_C,
+        anchor='#include "mlx5_core.h"\n',
+        replacement='#include <linux/rtnetlink.h> /* mlx5lab Variant B: rtnl_lock() in the helper */\n'
+                    '#include "mlx5_core.h"\n',
+        summary="cmd.c: #include <linux/rtnetlink.h> for the helper's rtnl_lock()",
     ),
     TextEdit(
         name="b/declaration",

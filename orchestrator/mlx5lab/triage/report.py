@@ -1,0 +1,211 @@
+"""Triage of an iteration folder (or a whole campaign): triage.json and triage.md next to the evidence.
+
+The console part always runs. The vmcore part runs when the folder has a vmcore and the kernel's debug info
+is cached (or ``fetch_debuginfo=True``); otherwise the report says why it was skipped and how to get it.
+Nothing here keeps state between calls, so :func:`triage_iteration` can run in a thread beside a campaign.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .. import Mlx5LabError
+from ..console import extract_oops
+from .debuginfo import debug_files, fetch_debuginfo, find_debuginfo, package_name
+from .markdown import render_markdown
+from .signature import OopsSignature, parse_oops
+from .verdict import console_verdict
+
+TRIAGE_JSON = "triage.json"
+TRIAGE_MD = "triage.md"
+VMCORE_NAMES = ("vmcore.kdump", "vmcore")
+SCHEMA = 1
+_BANNER = re.compile(r"Linux version (\S+)")
+_OOPS_RELEASE = re.compile(r"CPU: \d+ PID: \d+ Comm: .*? (?:Not tainted|Tainted: [A-Z ]*?) (\S+) #")
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_msg: str) -> None:
+    pass
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def oops_text(folder: Path) -> tuple[str | None, str | None]:
+    """(oops text, where it came from): oops.txt if it has a report, else the crash cut from console.log."""
+    oops = folder / "oops.txt"
+    if oops.is_file() and oops.read_text(errors="replace").strip():
+        return oops.read_text(errors="replace"), oops.name
+    console = folder / "console.log"
+    if console.is_file():
+        text = extract_oops(console.read_text(errors="replace"))
+        if text:
+            return text, console.name
+    return None, None
+
+
+def kernel_release(folder: Path, identity: dict[str, Any], oops: str | None) -> str | None:
+    """From result.json's identity, else the console's boot banner, else the oops's CPU/PID line."""
+    if identity.get("kernel_release"):
+        return str(identity["kernel_release"])
+    console = folder / "console.log"
+    if console.is_file():
+        banners = _BANNER.findall(console.read_text(errors="replace"))
+        if banners:
+            return banners[-1]
+    m = _OOPS_RELEASE.search(oops or "")
+    return m.group(1) if m else None
+
+
+def find_vmcore(folder: Path) -> Path | None:
+    return next((folder / n for n in VMCORE_NAMES if (folder / n).is_file()), None)
+
+
+def _vmcore_part(folder: Path, vmcore: Path, release: str | None, identity: dict[str, Any],
+                 sig: OopsSignature | None, fetch: bool, progress: Progress) -> tuple[dict[str, Any] | None, str]:
+    """(vmcore findings, why skipped): exactly one of them is meaningful."""
+    if release is None:
+        return None, "the kernel release is unknown (no result.json identity and no boot banner in console.log)"
+    info = find_debuginfo(release)
+    if info is None and fetch:
+        info = fetch_debuginfo(release, progress=progress)
+    if info is None:
+        return None, (f"the debug info for {release} is not cached; get it once with "
+                      f"`mlx5lab triage --fetch-debuginfo {folder}` (downloads {package_name(release)}, ~860 MB, "
+                      "and keeps ~750 MB of it; about a minute)")
+    files, warnings = debug_files(info, identity)
+    from .vmcore import triage_vmcore  # drgn is imported only when a vmcore is triaged
+
+    result = triage_vmcore(vmcore, files, sig)
+    result["warnings"] = warnings + result.get("warnings", [])
+    result["debug_files"] = [str(p) for p in files]
+    return result, ""
+
+
+def triage_iteration(folder: Path, *, vmcore: bool = True, fetch_debuginfo: bool = False,
+                     progress: Progress = _quiet, write: bool = True) -> dict[str, Any]:
+    """Triage one iteration folder; write triage.json and triage.md there (unless ``write`` is False).
+
+    Never raises for a bad vmcore or missing debug info: those end up in the report. Safe to run in a
+    background thread while the next iteration runs (its own drgn Program, no globals).
+    """
+    folder = Path(folder)
+    t0 = time.monotonic()
+    result_json = _read_json(folder / "result.json")
+    identity = result_json.get("identity") or {}
+    text, source = oops_text(folder)
+    sig = parse_oops(text) if text else None
+    t_console = time.monotonic() - t0
+    release = kernel_release(folder, identity, text)
+    out: dict[str, Any] = {
+        "schema": SCHEMA, "folder": str(folder), "iteration": result_json.get("iteration"),
+        "outcome": result_json.get("outcome"),
+        "identity": {"kernel_release": release, "package_version": identity.get("package_version"),
+                     "variant": identity.get("variant")},
+        "title": sig.title if sig else None, "kind": sig.kind if sig else None,
+        "signature": sig.signature if sig else None, "console_source": source,
+        "console": sig.to_json() if sig else None, "vmcore": None, "vmcore_skipped": None,
+    }
+    vmcore_path = find_vmcore(folder)
+    t1 = time.monotonic()
+    if vmcore_path is None:
+        out["vmcore_skipped"] = "no vmcore in this folder"
+    elif not vmcore:
+        out["vmcore_skipped"] = "vmcore triage was turned off (--no-vmcore)"
+    else:
+        try:
+            out["vmcore"], out["vmcore_skipped"] = _vmcore_part(folder, vmcore_path, release, identity, sig,
+                                                                fetch_debuginfo, progress)
+            out["vmcore_skipped"] = out["vmcore_skipped"] or None
+        except Mlx5LabError as exc:
+            out["vmcore_skipped"] = f"vmcore triage failed: {exc}"
+        except Exception as exc:  # noqa: BLE001 - a campaign's background triage must never die on one dump
+            out["vmcore_skipped"] = f"vmcore triage failed: {type(exc).__name__}: {exc}"
+    if out["vmcore"] and out["console"] is None and out["vmcore"].get("log_signature"):
+        log_sig = out["vmcore"]["log_signature"]
+        out.update(console=log_sig, console_source="the vmcore's printk log (not on the serial console)",
+                   title=log_sig["title"], kind=log_sig["kind"], signature=log_sig["signature"])
+    if out["vmcore"]:
+        out["verdict"], out["verdict_source"] = out["vmcore"]["verdict"], "vmcore"
+        if not out["kind"]:
+            out["kind"] = out["title"] = out["vmcore"]["kind"]
+    else:
+        out["verdict"], out["verdict_source"] = console_verdict(sig), "console"
+    out["timings"] = {"console_s": round(t_console, 3), "vmcore_s": round(time.monotonic() - t1, 3),
+                      "total_s": round(time.monotonic() - t0, 3)}
+    if write:
+        _write(folder / TRIAGE_JSON, json.dumps(out, indent=2) + "\n")
+        _write(folder / TRIAGE_MD, render_markdown(out))
+    return out
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def is_crash_folder(folder: Path) -> bool:
+    """An iteration folder with something to triage: a vmcore, a non-empty oops.txt, or a crash in its console."""
+    if find_vmcore(folder) is not None:
+        return True
+    text, _ = oops_text(folder)
+    return text is not None
+
+
+def crash_folders(path: Path) -> list[Path]:
+    """``path`` itself if it is an iteration folder, else its iter-*/ folders with a crash."""
+    path = Path(path)
+    if not path.is_dir():
+        raise Mlx5LabError(f"{path} is not a folder")
+    iters = sorted(p for p in path.glob("iter-*") if p.is_dir())
+    if not iters:
+        if is_crash_folder(path):
+            return [path]
+        raise Mlx5LabError(f"{path} holds no crash to triage (no vmcore, oops.txt or crash in console.log) "
+                           "and no iter-*/ folders")
+    return [p for p in iters if is_crash_folder(p)]
+
+
+def group_by_signature(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per crash signature, most frequent first, for a campaign's overview."""
+    groups: dict[str, dict[str, Any]] = {}
+    for r in results:
+        key = r.get("signature") or "none"
+        g = groups.setdefault(key, {"signature": key, "title": r.get("title"), "count": 0, "iterations": [],
+                                    "verdict": r.get("verdict")})
+        g["count"] += 1
+        g["iterations"].append(Path(r["folder"]).name)
+    return sorted(groups.values(), key=lambda g: -g["count"])
+
+
+def triage_path(path: Path, *, vmcore: bool = True, fetch_debuginfo: bool = False,
+                progress: Progress = _quiet) -> list[dict[str, Any]]:
+    """Triage one iteration folder or every crashed iteration of a campaign folder.
+
+    For a campaign, also writes ``triage-summary.json`` (crashes grouped by signature) in its folder.
+    """
+    path = Path(path)
+    folders = crash_folders(path)
+    results = []
+    for folder in folders:
+        progress(f"triage {folder}")
+        results.append(triage_iteration(folder, vmcore=vmcore, fetch_debuginfo=fetch_debuginfo,
+                                        progress=progress))
+    if folders and folders != [path]:
+        _write(path / "triage-summary.json", json.dumps({"campaign": str(path), "crashes": len(results),
+                                                         "groups": group_by_signature(results)}, indent=2) + "\n")
+    return results
