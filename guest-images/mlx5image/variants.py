@@ -9,10 +9,12 @@ Debian's. Variants are cached next to the image, keyed by the hashes of what wen
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import gzip
 import hashlib
 import io
 import json
+import os
 import stat
 from collections.abc import Callable
 
@@ -63,16 +65,20 @@ def ensure_variant(image: GuestImage, variant: str, *, progress: Callable[[str],
     key = _sha256(json.dumps(identity, sort_keys=True).encode() + _sha256(base).encode())[:16]
     folder = image.directory / "variants" / f"{variant}-{key}"
     initrd, manifest = folder / "initramfs.cpio.gz", folder / "variant.json"
-    if not (initrd.is_file() and manifest.is_file()):
-        progress(f"assembling the {variant} variant of the guest image")
-        raw = io.BytesIO()
-        write_archive(raw, overlay_entries(image.kernel_release, reader, module))
-        overlay = gzip.compress(raw.getvalue(), compresslevel=6, mtime=0)
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = initrd.with_suffix(".tmp")
-        tmp.write_bytes(base + overlay)
-        tmp.replace(initrd)
-        identity["initrd_sha256"] = _sha256(base + overlay)
-        manifest.write_text(json.dumps(identity, indent=2) + "\n")
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as lock:  # two campaigns may assemble the same variant at once
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (initrd.is_file() and manifest.is_file()):
+            progress(f"assembling the {variant} variant of the guest image")
+            raw = io.BytesIO()
+            write_archive(raw, overlay_entries(image.kernel_release, reader, module))
+            overlay = gzip.compress(raw.getvalue(), compresslevel=6, mtime=0)
+            tmp = initrd.with_name(f".{initrd.name}.{os.getpid()}.tmp")
+            tmp.write_bytes(base + overlay)
+            tmp.replace(initrd)
+            identity["initrd_sha256"] = _sha256(base + overlay)
+            tmp = manifest.with_name(f".{manifest.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(identity, indent=2) + "\n")
+            tmp.replace(manifest)
     return dataclasses.replace(image, initrd=initrd, variant=variant, variant_manifest=manifest,
                                mlx5_debug_ko=module_debug)

@@ -13,7 +13,7 @@ from types import FrameType
 
 from mlx5image.build import GuestImage, ImageError, ensure_image
 
-from . import Mlx5LabError, racecmd, tracecmd
+from . import Mlx5LabError, racecmd, tracecmd, triagecmd
 
 
 def _progress(msg: str) -> None:
@@ -116,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tracecmd.add_parser(sub)
     racecmd.add_parser(sub, kernel_opt, _speeds)
+    triagecmd.add_parser(sub)
 
     bp = sub.add_parser("bench", help="benchmarks that print their figures")
     bsub = bp.add_subparsers(dest="bench", required=True)

@@ -20,6 +20,7 @@ _OOPS_START = re.compile(
     r"|Unable to handle kernel"
     r"|watchdog: BUG: soft lockup"
     r"|INFO: task .* blocked for more than"
+    r"|Uhhuh\. NMI received"
     r"|Kernel panic - not syncing)"
 )
 _PANIC_LINE = re.compile(r"Kernel panic - not syncing")

@@ -15,6 +15,7 @@ from mlx5image.variants import VARIANTS, ensure_variant
 from .campaign import EXIT_CLEAN, EXIT_FOUND, Campaign, CampaignSpec, print_progress
 from .evidence import IterationResult
 from .scenarios.reboot_race import RaceParams, run_iteration
+from .triage.background import BackgroundTriage
 
 READER_ATTRS = ("speed", "duplex")
 
@@ -90,10 +91,15 @@ def run_campaign(campaign: Campaign) -> int:
     def one(i: int, delay: float, folder: Path) -> IterationResult:
         return run_iteration(image, spec.race, i, delay, folder)
 
+    # Each crash is triaged on a worker thread while the next iteration runs.
+    triage = BackgroundTriage(on_done=lambda f, r: _progress(f"triage {f.name}: {r['verdict']}"[:300]))
+
     def on_result(c: Campaign, r: IterationResult) -> None:
         nonlocal done
         done += 1
         print_progress(c.progress_line(started, done) + (f"  last: {r.outcome} {r.title}"[:160]))
+        if r.outcome in ("panic", "hang"):
+            triage.submit(c.iteration_dir(r.iteration))
 
     try:
         status = campaign.run(one, on_result)
@@ -102,6 +108,8 @@ def run_campaign(campaign: Campaign) -> int:
         _progress(f"interrupted: {len(campaign.results)} finished iterations kept; "
                   f"continue with: mlx5lab race --resume {campaign.folder}")
         raise
+    finally:
+        triage.close()
     print(file=sys.stderr)
     print(campaign.table())
     return status

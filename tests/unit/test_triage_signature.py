@@ -112,8 +112,9 @@ NULL_DEREF = """\
 [   12.345698] Kernel panic - not syncing: Fatal exception
 """
 
-WARN_THEN_BUG = """\
-[    8.000001] WARNING: CPU: 0 PID: 150 at drivers/net/ethernet/mellanox/mlx5/core/cmd.c:1100 cmd_work_handler+0x2f1/0x3a0 [mlx5_core]
+WARN_LINE = ("[    8.000001] WARNING: CPU: 0 PID: 150 at drivers/net/ethernet/mellanox/mlx5/core/cmd.c:1100 "
+             "cmd_work_handler+0x2f1/0x3a0 [mlx5_core]\n")
+WARN_THEN_BUG = WARN_LINE + """\
 [    8.000002] CPU: 0 PID: 150 Comm: reboot Tainted: G           OE      6.1.0-56-amd64 #1  Debian 6.1.192-2
 [    8.000003] RIP: 0010:cmd_work_handler+0x2f1/0x3a0 [mlx5_core]
 [    8.000004] Call Trace:

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mlx5image.cache import cache_dir
 
+from mlx5image.cache import cache_dir
 from mlx5lab.triage.debuginfo import find_debuginfo
 from mlx5lab.triage.report import triage_iteration
 

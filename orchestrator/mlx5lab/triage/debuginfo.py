@@ -181,6 +181,8 @@ def _download(release: str, info: dict[str, str], progress: Progress) -> Path:
     if existing and (not size or existing[-1].stat().st_size == size):
         progress(f"using {existing[-1]} (already downloaded)")
         return existing[-1]
+    for stale in existing:  # a download cut short, or another version: apt-get would not resume it
+        stale.unlink(missing_ok=True)
     _check_space(debs, size + EXTRACT_BYTES)
     progress(f"downloading {package} {version} ({size / 1e6:.0f} MB, apt-get download)")
     stop = threading.Event()

@@ -54,12 +54,6 @@ def stack_data(prog: drgn.Program, trace: drgn.StackTrace) -> list[dict[str, Any
     return out
 
 
-def format_frame(f: dict[str, Any]) -> str:
-    mod = f" [{f['module']}]" if f.get("module") else ""
-    src = f" ({f['source']})" if f.get("source") else ""
-    return f"#{f['index']:<2d} {f['function']}{mod}{src}"
-
-
 def read_locals(frame: drgn.StackFrame) -> Iterator[tuple[str, drgn.Object]]:
     """The frame's locals and parameters that drgn can read (optimized-out ones are skipped)."""
     try:

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .frames import format_frame
+
+def format_frame(f: dict[str, Any]) -> str:
+    """``#17 dma_pool_alloc (mm/dmapool.c:324)``, ``#22 cmd_exec [mlx5_core] (...)``."""
+    mod = f" [{f['module']}]" if f.get("module") else ""
+    src = f" ({f['source']})" if f.get("source") else ""
+    return f"#{f['index']:<2d} {f['function']}{mod}{src}"
 
 
 def _stack(stack: list[dict[str, Any]]) -> list[str]:

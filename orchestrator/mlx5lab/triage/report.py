@@ -17,7 +17,8 @@ from typing import Any
 
 from .. import Mlx5LabError
 from ..console import extract_oops
-from .debuginfo import debug_files, fetch_debuginfo, find_debuginfo, package_name
+from .debuginfo import debug_files, find_debuginfo, package_name
+from .debuginfo import fetch_debuginfo as _fetch
 from .markdown import render_markdown
 from .signature import OopsSignature, parse_oops
 from .verdict import console_verdict
@@ -81,7 +82,7 @@ def _vmcore_part(folder: Path, vmcore: Path, release: str | None, identity: dict
         return None, "the kernel release is unknown (no result.json identity and no boot banner in console.log)"
     info = find_debuginfo(release)
     if info is None and fetch:
-        info = fetch_debuginfo(release, progress=progress)
+        info = _fetch(release, progress=progress)
     if info is None:
         return None, (f"the debug info for {release} is not cached; get it once with "
                       f"`mlx5lab triage --fetch-debuginfo {folder}` (downloads {package_name(release)}, ~860 MB, "

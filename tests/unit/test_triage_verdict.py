@@ -1,0 +1,74 @@
+"""Verdict wording from vmcore findings, for situations the positive control does not produce every time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlx5lab.triage.verdict import kind_from_stack, vmcore_verdict
+
+
+def _frames(*names: str, module: str | None = None) -> list[dict[str, Any]]:
+    return [{"index": i, "function": n, "module": module if n.startswith(("mlx5", "cmd_")) else None}
+            for i, n in enumerate(names)]
+
+
+READER = {"pid": 160, "comm": "mlx5-reader", "cpu": 0,
+          "stack": _frames("panic", "asm_exc_general_protection", "dma_pool_alloc", "mlx5_alloc_cmd_msg",
+                           "cmd_exec", "mlx5e_ethtool_get_link_ksettings", "speed_show", module="mlx5_core")}
+
+
+def _fn(bdf: str, in_kset: bool, pool: dict[str, Any], cmd_state: str = "MLX5_CMDIF_STATE_UP") -> dict[str, Any]:
+    return {"bdf": bdf, "in_devices_kset": in_kset, "cmd_state": cmd_state, "cmd_pool_state": pool,
+            "device": "0x1", "netdevs": []}
+
+
+def _reboot(target: str) -> dict[str, Any]:
+    return {"pid": 150, "comm": "reboot", "why": "reboot", "at": "cmd_exec [mlx5_core] in shutdown [mlx5_core]",
+            "target": {"bdf": target}, "crashed": False}
+
+
+def test_reader_on_a_function_whose_shutdown_is_over() -> None:
+    """The seed case: the reader hit .1, whose shutdown had finished; reboot was already on .0."""
+    mlx5 = {"functions": [_fn("0000:01:00.0", False, {"state": "alive"}),
+                          _fn("0000:01:00.1", False, {"state": "freed", "pointer": "0xffff888003a1c000"},
+                              "MLX5_CMDIF_STATE_DOWN")],
+            "reader": {"function": "0000:01:00.1", "ifname": "eth2"}}
+    v = vmcore_verdict("general protection fault", "general protection fault in dma_pool_alloc", READER, mlx5,
+                       [_reboot("0000:01:00.0")])
+    assert v.startswith("use-after-free: `mlx5-reader` (pid 160) read `eth2` (0000:01:00.1) and allocated from "
+                        "that function's command pool, which its shutdown had already destroyed (the dma_pool at "
+                        "0xffff888003a1c000 is a freed slab object)")
+    assert "`reboot` (pid 150) was shutting down 0000:01:00.0, now in cmd_exec" in v
+    assert "(the same function)" not in v
+    assert "0000:01:00.0, 0000:01:00.1 are off devices_kset" in v
+
+
+def test_mlx5_crash_with_a_live_pool_is_not_the_uaf() -> None:
+    mlx5 = {"functions": [_fn("0000:01:00.0", True, {"state": "alive"})],
+            "reader": {"function": "0000:01:00.0", "ifname": "eth1"}}
+    v = vmcore_verdict("BUG: kernel NULL pointer dereference", "BUG: kernel NULL pointer dereference in cmd_exec",
+                       READER, mlx5, [])
+    assert "command pool is alive, so this is not the command-pool use-after-free" in v
+
+
+def test_other_crash_during_teardown() -> None:
+    crashed = {"pid": 7, "comm": "kworker/0:1", "cpu": 1, "stack": _frames("panic", "page_fault_oops", "ext4_x")}
+    v = vmcore_verdict("BUG: unable to handle page fault", "BUG: unable to handle page fault in ext4_x", crashed,
+                       {"functions": []}, [_reboot("0000:01:00.1")])
+    assert v.startswith("BUG: unable to handle page fault in ext4_x by `kworker/0:1` (pid 7) on CPU 1; "
+                        "no mlx5_core frames on its stack; not an mlx5 race (meanwhile `reboot` (pid 150)")
+
+
+def test_hang() -> None:
+    crashed = {"pid": 0, "comm": "swapper/1", "cpu": 1, "stack": _frames("panic", "nmi_panic", "unknown_nmi_error")}
+    blocked = [{"pid": 150, "comm": "reboot", "at": "wait_for_completion_timeout in cmd_exec [mlx5_core]"}]
+    v = vmcore_verdict("panic on NMI", "panic on NMI", crashed, {"functions": []}, [_reboot("0000:01:00.1")],
+                       blocked)
+    assert "CPU 1 was idle" in v and "Blocked (D) tasks: `reboot` (pid 150) in wait_for_completion" in v
+
+
+def test_kind_from_stack() -> None:
+    assert kind_from_stack(_frames("panic", "sysrq_handle_crash")) == "deliberate crash from sysrq"
+    assert kind_from_stack(_frames("asm_exc_page_fault")) == "BUG: unable to handle page fault"
+    assert kind_from_stack(_frames("unknown_nmi_error")) == "panic on NMI"
+    assert kind_from_stack([]) == "kernel panic"
