@@ -75,16 +75,16 @@ def _busy_rate(records: list[dict]) -> float:
 
 def bench_device(image: GuestImage, runs: int, speeds: list[int]) -> DeviceFigures:
     """Boot the card ``runs`` times; per boot, time to ports up and the device's command figures."""
+    from mlx5dev.card import CardConfig
     from mlx5dev.mlx5.trace import read_trace
 
-    from .card import CardSpec
     from .console import PORTS_MARKER
 
     ports: list[float] = []
     latencies: list[float] = []
     rates: list[float] = []
     for i in range(runs):
-        with Machine(MachineConfig(image=image, card=CardSpec.from_speeds(speeds))) as m:
+        with Machine(MachineConfig(image=image, card=CardConfig.from_speeds(speeds))) as m:
             m.wait_ssh(timeout=120)
             up = m.wait_console(PORTS_MARKER, 1, timeout=1)
             line = next(x for x in m.console_text().splitlines() if x.startswith(PORTS_MARKER))

@@ -12,36 +12,13 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlx5dev.card import CardConfig
+
 from . import Mlx5LabError
 from .process import die_with_parent
-
-
-@dataclass
-class FunctionSpec:
-    mac: str
-    speed_mbps: int = 100000
-    link_up: bool = True
-
-
-@dataclass
-class CardSpec:
-    functions: list[FunctionSpec] = field(default_factory=lambda: [
-        FunctionSpec("02:15:b3:00:00:10", 100000),
-        FunctionSpec("02:15:b3:00:00:11", 25000),
-    ])
-    device_id: int = 0x1017  # ConnectX-5
-    msix_vectors: int = 8
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_speeds(cls, speeds: list[int]) -> CardSpec:
-        return cls([FunctionSpec(f"02:15:b3:00:00:{0x10 + i:02x}", s) for i, s in enumerate(speeds)])
 
 
 class ControlClient:
@@ -88,7 +65,7 @@ class ControlClient:
 class CardServer:
     """A running device-server process for one card."""
 
-    def __init__(self, spec: CardSpec, run_dir: Path) -> None:
+    def __init__(self, spec: CardConfig, run_dir: Path) -> None:
         self.spec = spec
         self.run_dir = run_dir
         self.proc: subprocess.Popen[bytes] | None = None

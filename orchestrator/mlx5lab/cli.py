@@ -31,11 +31,12 @@ def cmd_image(args: argparse.Namespace) -> int:
 
 
 def cmd_boot(args: argparse.Namespace) -> int:
-    from .card import CardSpec
+    from mlx5dev.card import CardConfig
+
     from .machine import Machine, MachineConfig
 
     img = _image(args)
-    card = None if args.no_card else CardSpec.from_speeds(args.speeds)
+    card = None if args.no_card else CardConfig.from_speeds(args.speeds)
     cfg = MachineConfig(image=img, workdir=args.keep, memory_mb=args.memory, card=card)
     with Machine(cfg) as m:
         _progress(f"booting {img.kernel_release} ({'PVH' if img.pvh else 'bzImage'}, {m.accel})")

@@ -21,7 +21,7 @@ from mlx5image.build import GuestImage
 
 from . import Mlx5LabError
 from .accel import choose_accel
-from .card import CardServer, CardSpec
+from .card import CardConfig, CardServer
 from .console import INIT_MARKER, PORTS_MARKER, SSH_MARKER, count_markers, extract_oops, oops_title
 from .process import die_with_parent
 from .qemu_binary import QBOOT, find_qemu, firmware_args
@@ -47,7 +47,7 @@ class MachineConfig:
     extra_args: list[str] = field(default_factory=list)  # e.g. vfio-user devices
     extra_cmdline: str = ""
     workdir: Path | None = None  # kept after close; None: a temporary folder that is removed
-    card: CardSpec | None = None  # the emulated ConnectX card; None: no mlx5 device
+    card: CardConfig | None = None  # the emulated ConnectX card; None: no mlx5 device
 
 
 @dataclass

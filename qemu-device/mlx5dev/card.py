@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,14 @@ class CardConfig:
         raw = json.loads(text)
         fns = [FunctionSpec(**f) for f in raw.pop("functions")]
         return cls(functions=fns, **raw)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_speeds(cls, speeds: list[int]) -> CardConfig:
+        """One function per speed, with MACs 02:15:b3:00:00:10, :11, ..."""
+        return cls([FunctionSpec(f"02:15:b3:00:00:{0x10 + i:02x}", s) for i, s in enumerate(speeds)])
 
 
 class Card:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from mlx5dev.card import CardConfig
 from mlx5dev.mlx5.trace import read_trace
 from mlx5image.build import GuestImage
-from mlx5lab.card import CardSpec
 from mlx5lab.machine import Machine, MachineConfig
 
 SPEEDS = [100000, 25000]
@@ -32,7 +32,7 @@ DMESG_BAD = re.compile(r"error|fail|warn|timeout|call trace|bug", re.IGNORECASE)
 @pytest.fixture(scope="module")
 def card_machine(image: GuestImage, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Machine]:
     run = tmp_path_factory.mktemp("card") / "run"
-    with Machine(MachineConfig(image=image, card=CardSpec.from_speeds(SPEEDS), workdir=run)) as m:
+    with Machine(MachineConfig(image=image, card=CardConfig.from_speeds(SPEEDS), workdir=run)) as m:
         m.wait_ssh(timeout=120)
         yield m
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from mlx5dev.card import CardConfig
 from mlx5image.build import GuestImage
-from mlx5lab.card import CardSpec
 from mlx5lab.evidence import dump_vmcore
 from mlx5lab.machine import Machine, MachineConfig
 from mlx5lab.triage.debuginfo import fetch_debuginfo
@@ -27,7 +27,7 @@ def debuginfo(image: GuestImage) -> None:
 def test_sysrq_vmcore_is_a_deliberate_crash_not_a_race(image: GuestImage, debuginfo: None,
                                                         tmp_path: Path) -> None:
     run = tmp_path / "sysrq"
-    with Machine(MachineConfig(image=image, card=CardSpec(), workdir=run)) as m:
+    with Machine(MachineConfig(image=image, card=CardConfig(), workdir=run)) as m:
         m.wait_ssh(timeout=120)
         since = m.event_index()
         m.start_command("echo c > /proc/sysrq-trigger")

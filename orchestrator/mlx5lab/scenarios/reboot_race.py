@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlx5dev.card import CardConfig
 from mlx5image.build import GuestImage
 
 from .. import Mlx5LabError
-from ..card import CardSpec
 from ..console import PORTS_MARKER, extract_oops, oops_title
 from ..evidence import VMCORE_NAME, IterationResult, dump_vmcore, kernel_identity
 from ..machine import Machine, MachineConfig
@@ -67,7 +67,7 @@ def run_iteration(image: GuestImage, params: RaceParams, iteration: int, delay_s
     result = IterationResult(iteration=iteration, outcome="infra", delay_s=delay_s,
                              identity=kernel_identity(image))
     t0 = time.monotonic()
-    cfg = MachineConfig(image=image, card=CardSpec.from_speeds(params.speeds), workdir=folder,
+    cfg = MachineConfig(image=image, card=CardConfig.from_speeds(params.speeds), workdir=folder,
                         extra_cmdline=GUEST_CMDLINE)
     try:
         with Machine(cfg) as m:
