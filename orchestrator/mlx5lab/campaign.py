@@ -110,8 +110,8 @@ class Campaign:
 
     def record(self, result: IterationResult) -> None:
         entry = {"iteration": result.iteration, "outcome": result.outcome, "delay_s": result.delay_s,
-                 "title": result.title, "detail": result.detail, "duration_s": result.duration_s,
-                 "dir": self.iteration_dir(result.iteration).name}
+                 "title": result.title, "signature": result.signature, "detail": result.detail,
+                 "duration_s": result.duration_s, "dir": self.iteration_dir(result.iteration).name}
         with open(self.journal_path, "a") as f:
             f.write(json.dumps(entry) + "\n")
             f.flush()
@@ -154,7 +154,8 @@ class Campaign:
 
     def summary(self) -> dict[str, Any]:
         entries = [self.results[i] for i in sorted(self.results)]
-        titles = Counter(e["title"] for e in entries if e["outcome"] in ("panic", "hang") and e["title"])
+        titles = Counter(f"{e['title']} [{e.get('signature') or '-'}]" for e in entries
+                         if e["outcome"] in ("panic", "hang") and e["title"])
         return {"campaign": str(self.folder), "spec": self.spec.to_json(), "counts": dict(self.counts()),
                 "finished": len(entries), "planned": self.spec.iterations, "exit_status": self.exit_status(),
                 "crash_titles": dict(titles), "iterations": entries}

@@ -50,7 +50,8 @@ class IterationResult:
     outcome: str  # clean | panic | hang | infra
     detail: str = ""
     delay_s: float = 0.0
-    title: str = ""
+    title: str = ""  # crash title in the style of kernel fuzzers ("general protection fault in dma_pool_alloc")
+    signature: str = ""  # groups identical crashes across iterations and campaigns
     duration_s: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)

@@ -28,6 +28,7 @@ from .. import Mlx5LabError
 from ..console import PORTS_MARKER, extract_oops, oops_title
 from ..evidence import VMCORE_NAME, IterationResult, dump_vmcore, kernel_identity
 from ..machine import Machine, MachineConfig
+from ..triage.signature import parse_oops
 
 log = logging.getLogger("mlx5lab.race")
 
@@ -127,7 +128,9 @@ def _run(m: Machine, params: RaceParams, delay_s: float, folder: Path, result: I
 def _keep_crash(m: Machine, folder: Path, result: IterationResult) -> None:
     time.sleep(0.1)  # the last console lines trail the event
     oops = extract_oops(m.console_text()) or ""
-    result.title = oops_title(oops)
+    sig = parse_oops(oops) if oops else None
+    result.title = sig.title if sig else oops_title(oops)
+    result.signature = sig.signature if sig else ""
     (folder / "oops.txt").write_text(oops)
     result.files["oops"] = "oops.txt"
     try:
