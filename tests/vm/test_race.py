@@ -100,3 +100,17 @@ def test_killed_campaign_resumes_to_the_same_counts(tmp_path: Path) -> None:
     assert [e["outcome"] for e in entries] == ["clean"] * 3
     spec = CampaignSpec.from_json(json.loads((out / "campaign.json").read_text()))
     assert [e["delay_s"] for e in entries] == [spec.delay(i) for i in (1, 2, 3)]
+
+
+def test_a_dropped_teardown_command_is_a_hang_with_a_vmcore(tmp_path: Path) -> None:
+    """A teardown command the device never completes stalls reboot: the hang path (NMI, dump) runs."""
+    out = tmp_path / "hang"
+    res = race("--variant", "stock", "--iterations", "1", "--hang-timeout", "8",
+               "--fault", "function=1,opcode=DESTROY_TIR,drop=1", "--out", str(out))
+    assert res.returncode == 1, res.stderr
+    (entry,) = journal(out)
+    assert entry["outcome"] == "hang", entry
+    folder = out / entry["dir"]
+    assert (folder / "vmcore.kdump").stat().st_size > 1_000_000
+    trace = (folder / "card" / "trace-fn1.jsonl").read_text()
+    assert '"drop": true' in trace or "dropped" in trace

@@ -129,7 +129,8 @@ def _keep_crash(m: Machine, folder: Path, result: IterationResult) -> None:
     time.sleep(0.1)  # the last console lines trail the event
     oops = extract_oops(m.console_text()) or ""
     sig = parse_oops(oops) if oops else None
-    result.title = sig.title if sig else oops_title(oops)
+    # An NMI's panic text may never reach the serial console: the title then says what was seen.
+    result.title = sig.title if sig else (oops_title(oops) or f"{result.outcome} during reboot -f (no console report)")
     result.signature = sig.signature if sig else ""
     (folder / "oops.txt").write_text(oops)
     result.files["oops"] = "oops.txt"
