@@ -5,7 +5,7 @@
 #   1. $MLX5LAB_QEMU, if set (must offer vfio-user-pci, else error);
 #   2. an installed qemu-system-x86_64 that offers vfio-user-pci;
 #   3. a cached build under $CACHE/qemu/<version>/;
-#   4. a fresh build from Debian's pinned `qemu` source package (deb-src of sid only).
+#   4. a fresh build from Debian's pinned `qemu` source package (deb-src of sid, private apt config).
 # Progress goes to stderr. Idempotent; safe to re-run.
 set -euo pipefail
 
@@ -16,7 +16,6 @@ QEMU_ORIG_SHA256="be05230fe47a6937cd29f28f562932c8125f9c93c2a82c625198f7a4aa601d
 
 CACHE="${MLX5LAB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mlx5lab}"
 PREFIX="$CACHE/qemu/$QEMU_UPSTREAM"
-SRC_LIST=/etc/apt/sources.list.d/mlx5lab-sid-src.sources
 
 log() { echo "[qemu] $*" >&2; }
 die() { echo "error: $*" >&2; exit 1; }
@@ -34,28 +33,23 @@ if [ -x "$PREFIX/bin/qemu-system-x86_64" ] && has_vfio_user "$PREFIX/bin/qemu-sy
     echo "$PREFIX/bin/qemu-system-x86_64"; exit 0
 fi
 
-[ "$(id -u)" = 0 ] || die "building QEMU needs root for apt-get (or set MLX5LAB_QEMU to a QEMU >= 10.1 with vfio-user-pci)"
-
-if [ ! -f "$SRC_LIST" ]; then
-    log "adding a deb-src-only entry for Debian sid ($SRC_LIST)"
-    cat > "$SRC_LIST" <<SRC
-Types: deb-src
-URIs: http://deb.debian.org/debian
-Suites: sid
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-SRC
-    apt-get update -q >&2
-fi
+# Debian's source package, through a private apt configuration in the cache: a deb-src line for sid
+# that the host's own apt never sees (no entry under /etc/apt, no sid binaries, ever).
+APT_DIR="$CACHE/qemu/apt"
+mkdir -p "$APT_DIR/lists/partial" "$APT_DIR/sources.list.d"
+echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian sid main" \
+    > "$APT_DIR/sources.list"
+APT=(apt-get -q -o Dir::Etc::SourceList="$APT_DIR/sources.list" -o Dir::Etc::SourceParts="$APT_DIR/sources.list.d"
+     -o Dir::State::Lists="$APT_DIR/lists" -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache=)
 
 WORK="$CACHE/qemu/build-$QEMU_UPSTREAM"
 mkdir -p "$WORK"
 cd "$WORK"
 if [ ! -f "$QEMU_ORIG" ] || ! echo "$QEMU_ORIG_SHA256  $QEMU_ORIG" | sha256sum -c --status; then
-    log "downloading Debian source qemu=$QEMU_DEB_VERSION"
+    log "downloading Debian source qemu=$QEMU_DEB_VERSION (sid)"
     rm -f "$QEMU_ORIG"
-    apt-get source --download-only "qemu=$QEMU_DEB_VERSION" >&2 \
-        || { apt-get update -q >&2 && apt-get source --download-only "qemu=$QEMU_DEB_VERSION" >&2; } \
+    "${APT[@]}" update >&2 || die "apt-get update of Debian sid's sources failed (is Debian's archive reachable?)"
+    "${APT[@]}" source --download-only "qemu=$QEMU_DEB_VERSION" >&2 \
         || die "could not download qemu=$QEMU_DEB_VERSION from Debian's sid sources; it may have left the archive. Set MLX5LAB_QEMU to a QEMU >= 10.1, or update QEMU_DEB_VERSION and its checksum in $0"
 fi
 echo "$QEMU_ORIG_SHA256  $QEMU_ORIG" | sha256sum -c --status || die "checksum mismatch for $WORK/$QEMU_ORIG"
@@ -81,7 +75,7 @@ log "configuring"
 ./configure --prefix="$PREFIX" --python="$BUILD_VENV/bin/python" \
     --target-list=x86_64-softmmu --without-default-features --enable-kvm --enable-tcg --enable-slirp \
     --disable-docs --disable-werror --disable-install-blobs >&2
-log "building (about 3 minutes on 2 cores)"
+log "building (about 5 minutes on 2 cores)"
 ninja -C build -j"$(nproc)" qemu-system-x86_64 >&2
 mkdir -p "$PREFIX/bin"
 cp build/qemu-system-x86_64 "$PREFIX/bin/qemu-system-x86_64.tmp"

@@ -7,17 +7,15 @@ concurrent callers wait for one build instead of racing.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 from .assemble import assemble
-from .cache import cache_dir
+from .cache import cache_dir, cache_lock
 from .debpkg import KernelPackage, resolve_kernel, sha256_file
 from .errors import ImageError
 from .image import GuestImage, cmdline_for, image_from_manifest
@@ -49,12 +47,6 @@ def builder_fingerprint(keys: Keys) -> str:
         h.update(src.name.encode() + b"\0" + src.read_bytes() + b"\0")
     return h.hexdigest()
 
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        yield
 
 
 def _cached(folder: Path, pkg: KernelPackage, fingerprint: str, keys: Keys) -> GuestImage | None:
@@ -91,7 +83,7 @@ def ensure_image(kernel: str | None = None, *, progress: Callable[[str], None] =
     images = root / "images"
     images.mkdir(exist_ok=True)
     folder = images / pkg.release
-    with _locked(images / f".{pkg.release}.lock"):
+    with cache_lock(images / f".{pkg.release}.lock"):
         image = _cached(folder, pkg, fingerprint, keys)
         if image is not None:
             return image

@@ -5,12 +5,12 @@ Keeping them stable means a rebuilt image accepts the same client key and presen
 
 from __future__ import annotations
 
-import fcntl
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .cache import cache_lock
 from .hosttools import find_tool, run
 
 CLIENT_KEY = "id_ed25519"
@@ -64,11 +64,9 @@ def ensure_keys(keys_dir: Path) -> Keys:
     keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     client, host = keys_dir / CLIENT_KEY, keys_dir / HOST_KEY
     client_pub = keys_dir / f"{CLIENT_KEY}.pub"
-    with open(keys_dir / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        with tempfile.TemporaryDirectory(dir=keys_dir, prefix=".new-") as scratch:
-            if not (client.is_file() and client_pub.is_file()):
-                _make_client_key(client, Path(scratch))
-            if not host.is_file():
-                _make_host_key(host, Path(scratch))
+    with cache_lock(keys_dir / ".lock"), tempfile.TemporaryDirectory(dir=keys_dir, prefix=".new-") as scratch:
+        if not (client.is_file() and client_pub.is_file()):
+            _make_client_key(client, Path(scratch))
+        if not host.is_file():
+            _make_host_key(host, Path(scratch))
     return Keys(client, client_pub.read_text().strip(), host, _public_from_dropbear(host))

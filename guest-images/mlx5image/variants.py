@@ -9,7 +9,6 @@ Debian's. Variants are cached next to the image, keyed by the hashes of what wen
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import gzip
 import hashlib
 import io
@@ -18,6 +17,7 @@ import os
 import stat
 from collections.abc import Callable
 
+from .cache import cache_lock
 from .cpio import Entry, write_archive
 from .errors import ImageError
 from .image import GuestImage
@@ -66,8 +66,7 @@ def ensure_variant(image: GuestImage, variant: str, *, progress: Callable[[str],
     folder = image.directory / "variants" / f"{variant}-{key}"
     initrd, manifest = folder / "initramfs.cpio.gz", folder / "variant.json"
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "w") as lock:  # two campaigns may assemble the same variant at once
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with cache_lock(folder / ".lock"):
         if not (initrd.is_file() and manifest.is_file()):
             progress(f"assembling the {variant} variant of the guest image")
             raw = io.BytesIO()

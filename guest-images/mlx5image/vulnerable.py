@@ -13,18 +13,16 @@ concurrent callers wait for one build.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .cache import cache_dir
+from .cache import cache_dir, cache_lock
 from .debpkg import resolve_kernel, sha256_file
 from .errors import ImageError
 from .vuln_debs import ensure_headers, extract_mlx5_tree, fetch_source
@@ -53,12 +51,6 @@ class VulnerableModule:
 def _digest() -> str:
     return recipe_digest(VARIANT_B, *MAKE_VARS, *STRIP_ARGS)[:16]
 
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        yield
 
 
 def _from_manifest(folder: Path, digest: str, version: str) -> VulnerableModule | None:
@@ -124,7 +116,7 @@ def build_vulnerable_module(kernel_release: str, *, progress: Callable[[str], No
     base = root / "modules" / kernel_release
     base.mkdir(parents=True, exist_ok=True)
     folder = base / f"vulnerable-{digest}"
-    with _locked(base / ".vulnerable.lock"):
+    with cache_lock(base / ".vulnerable.lock"):
         cached = _from_manifest(folder, digest, version)
         if cached is not None:
             return cached

@@ -20,6 +20,7 @@ from mlx5image.cache import cache_dir
 
 from . import Mlx5LabError
 from .console import INIT_MARKER
+from .process import dies_with_parent
 from .qemu_binary import QBOOT, firmware_args
 
 log = logging.getLogger("mlx5lab.accel")
@@ -41,7 +42,7 @@ def probe_kvm(qemu: Path, image: GuestImage, timeout: float = PROBE_TIMEOUT) -> 
                 "-machine", "q35", "-bios", str(QBOOT), "-display", "none", "-nodefaults",
                 "-no-user-config", "-kernel", str(image.kernel), "-initrd", str(image.initrd),
                 "-append", f"{image.cmdline} mlx5lab.probe=1", "-serial", f"file:{console}"]
-        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        proc = subprocess.Popen(dies_with_parent(args), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, start_new_session=True)
         try:
             deadline = time.monotonic() + timeout
@@ -71,7 +72,9 @@ def choose_accel(qemu: Path, image: GuestImage) -> str:
         verdicts = {}
     if key not in verdicts:
         log.info("probing whether KVM works (up to %.0fs, once per host boot)", PROBE_TIMEOUT)
-        verdicts = {key: probe_kvm(qemu, image)}  # older boots' verdicts are stale
+        # Verdicts of earlier host boots are stale: keep this boot's only.
+        verdicts = {k: v for k, v in verdicts.items() if k.startswith(_boot_id() + "|")}
+        verdicts[key] = probe_kvm(qemu, image)
         tmp = verdict_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(verdicts))
         tmp.replace(verdict_file)

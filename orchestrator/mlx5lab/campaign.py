@@ -8,9 +8,10 @@ Layout of a campaign folder::
     summary.json         counts and per-iteration outcomes (rewritten after every iteration)
     junit.xml            one test case per iteration, for CI
 
-``--resume`` reads the journal, discards any iteration folder the journal does not list (it was cut off)
-and continues. Iteration i's delay depends only on (seed, i), so a resumed campaign runs the same
-schedule as an uninterrupted one.
+``--resume`` reads the journal, renames any iteration folder the journal does not list (it was cut off,
+perhaps in the middle of saving a crash's evidence) to ``iter-NNNN.interrupted-K``, and continues.
+Iteration i's delay depends only on (seed, i), so a resumed campaign runs the same schedule as an
+uninterrupted one.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import sys
 import time
 from collections import Counter
@@ -105,6 +105,13 @@ class Campaign:
         return self.folder / f"iter-{i:04d}"
 
     # -- running ---------------------------------------------------------------------------------
+    @staticmethod
+    def _free_name(path: Path) -> Path:
+        n = 1
+        while path.with_name(f"{path.name}-{n}").exists():
+            n += 1
+        return path.with_name(f"{path.name}-{n}")
+
     def pending(self) -> list[int]:
         return [i for i in range(1, self.spec.iterations + 1) if i not in self.results]
 
@@ -123,8 +130,8 @@ class Campaign:
             on_result: Callable[[Campaign, IterationResult], None] | None = None) -> int:
         for i in self.pending():
             folder = self.iteration_dir(i)
-            if folder.exists():  # cut off by an earlier kill: start it again from nothing
-                shutil.rmtree(folder)
+            if folder.exists():  # cut off by an earlier kill: keep what it left, run it again from nothing
+                folder.rename(self._free_name(folder.with_name(folder.name + ".interrupted")))
             folder.mkdir(parents=True)
             result = run_iteration(i, self.spec.delay(i), folder)
             self.record(result)

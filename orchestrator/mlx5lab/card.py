@@ -18,7 +18,7 @@ from typing import Any
 from mlx5dev.card import CardConfig
 
 from . import Mlx5LabError
-from .process import die_with_parent
+from .process import dies_with_parent
 
 
 class ControlClient:
@@ -79,16 +79,17 @@ class CardServer:
 
     def start(self, timeout: float = 20.0) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        want = [self.function_socket(i) for i in range(len(self.spec.functions))] + [self.control.path]
+        for stale in want:  # left by a killed run in a kept folder: they would pass for readiness
+            stale.unlink(missing_ok=True)
         log = open(self.run_dir / "device-server.log", "wb")  # noqa: SIM115 - lives as long as the server
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mlx5dev", "serve", "--dir", str(self.run_dir),
-             "--card", self.spec.to_json()],
+            dies_with_parent([sys.executable, "-m", "mlx5dev", "serve", "--dir", str(self.run_dir),
+                              "--card", self.spec.to_json()]),
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-            preexec_fn=die_with_parent,
         )
         log.close()
         deadline = time.monotonic() + timeout
-        want = [self.function_socket(i) for i in range(len(self.spec.functions))] + [self.control.path]
         while not all(p.exists() for p in want):
             if self.proc.poll() is not None:
                 raise Mlx5LabError(f"device server exited at start: {self.log_tail()}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import statistics
 import sys
@@ -26,7 +27,15 @@ def _image(args: argparse.Namespace) -> GuestImage:
 
 def cmd_image(args: argparse.Namespace) -> int:
     img = _image(args)
-    print(img.manifest.parent)
+    print(img.directory)
+    for variant in args.variant:
+        from mlx5image.variants import ensure_variant
+
+        print(ensure_variant(img, variant, progress=_progress).initrd.parent)
+    if args.debuginfo:
+        from .triage.debuginfo import fetch_debuginfo
+
+        print(fetch_debuginfo(img.kernel_release, progress=_progress).vmlinux.parent)
     return 0
 
 
@@ -95,12 +104,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     def kernel_opt(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--kernel", metavar="VERSION|PATH.deb", default=None,
+        sp.add_argument("--kernel", metavar="VERSION|PATH.deb", default=os.environ.get("MLX5LAB_KERNEL") or None,
                         help="guest kernel: a Debian kernel release (6.1.0-56-amd64) or a linux-image .deb; "
                              "default: what bookworm's linux-image-amd64 depends on")
 
     sp = sub.add_parser("image", help="build (or find cached) the guest image and print its folder")
     kernel_opt(sp)
+    sp.add_argument("--variant", action="append", default=[], choices=("stock", "vulnerable"),
+                    help="also build this variant (the race reader; vulnerable: the positive control's module)")
+    sp.add_argument("--debuginfo", action="store_true",
+                    help="also fetch the kernel's debug info for vmcore triage (about 860 MB once)")
     sp.set_defaults(func=cmd_image)
 
     sp = sub.add_parser("boot", help="boot a guest, run a command, print its output, exit with its status")
@@ -163,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)  # SIGTERM cleans up like Ctrl-C
     try:
         return int(args.func(args))
-    except (Mlx5LabError, ImageError, FileNotFoundError) as exc:
+    except (Mlx5LabError, ImageError, FileNotFoundError, TimeoutError, ConnectionError) as exc:
         print(f"mlx5lab: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

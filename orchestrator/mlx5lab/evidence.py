@@ -64,7 +64,3 @@ class IterationResult:
         tmp.write_text(json.dumps(asdict(self), indent=2, default=str) + "\n")
         tmp.replace(path)
         return path
-
-    @classmethod
-    def read(cls, folder: Path) -> IterationResult:
-        return cls(**json.loads((folder / "result.json").read_text()))

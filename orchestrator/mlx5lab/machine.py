@@ -13,9 +13,11 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import paramiko
 
 from mlx5image.build import GuestImage
 
@@ -23,7 +25,7 @@ from . import Mlx5LabError
 from .accel import choose_accel
 from .card import CardConfig, CardServer
 from .console import INIT_MARKER, PORTS_MARKER, SSH_MARKER, count_markers, extract_oops, oops_title
-from .process import die_with_parent
+from .process import dies_with_parent
 from .qemu_binary import QBOOT, find_qemu, firmware_args
 from .qmp import QmpConnection
 from .ssh import CommandResult, GuestShell
@@ -134,12 +136,12 @@ class Machine:
             log.debug("starting %s", " ".join(args))
             self.started_at = time.monotonic()
             stderr = open(self.workdir / "qemu.stderr", "wb")  # noqa: SIM115 - lives as long as QEMU
-            self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr,
-                                         start_new_session=True, preexec_fn=die_with_parent)
+            self.proc = subprocess.Popen(dies_with_parent(args), stdin=subprocess.DEVNULL, stdout=stderr,
+                                         stderr=stderr, start_new_session=True)
             stderr.close()
             try:
                 self.qmp = QmpConnection(self.qmp_socket)
-                self.qmp.connect(timeout=15)
+                self.qmp.connect(timeout=15, alive=lambda: self.proc is not None and self.proc.poll() is None)
                 return
             except ConnectionError as exc:
                 err = (self.workdir / "qemu.stderr").read_text(errors="replace")
@@ -234,7 +236,7 @@ class Machine:
             try:
                 self.shell.run("true", timeout=10)
                 break
-            except (ConnectionError, TimeoutError, OSError) as exc:
+            except (ConnectionError, TimeoutError, OSError, EOFError, paramiko.SSHException) as exc:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"SSH never answered: {exc!r}") from exc
                 self.shell.connect(deadline)
@@ -257,9 +259,10 @@ class Machine:
     def wait_panic(self, timeout: float, since: int = 0) -> PanicReport | None:
         """The guest's next panic (QMP GUEST_PANICKED), with the oops cut from the console; None if none."""
         assert self.qmp is not None
-        ev = self.qmp.events.wait_for({"GUEST_PANICKED"}, timeout, start=since)
-        if ev is None:
-            return None
+        deadline = time.monotonic() + timeout
+        while (ev := self.qmp.events.wait_for({"GUEST_PANICKED"}, 0.2, start=since)) is None:
+            if not self.alive() or time.monotonic() > deadline:
+                return None
         oops = ""
         for _ in range(20):  # the console file may trail the event by a few writes
             oops = extract_oops(self.console_text()) or ""
@@ -272,14 +275,3 @@ class Machine:
         assert self.qmp is not None
         return len(self.qmp.events.events)
 
-
-def boot(image: GuestImage, extra_args: Sequence[str] = (), **kwargs: object) -> Machine:
-    """Start a guest and wait for SSH: a convenience for scripts and tests."""
-    m = Machine(MachineConfig(image=image, extra_args=list(extra_args), **kwargs))  # type: ignore[arg-type]
-    try:
-        m.start()
-        m.wait_ssh()
-    except BaseException:
-        m.close()
-        raise
-    return m

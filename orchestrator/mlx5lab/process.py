@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-import ctypes
-import signal
+import shutil
 
-_PR_SET_PDEATHSIG = 1
+from . import Mlx5LabError
 
 
-def die_with_parent() -> None:
-    """preexec_fn: the kernel sends SIGKILL to the child when the orchestrator dies, however it dies."""
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+def dies_with_parent(argv: list[str]) -> list[str]:
+    """``argv`` run under ``setpriv --pdeathsig KILL``: the kernel kills the child when the orchestrator
+    dies, however it dies (SIGKILL included).
+
+    setpriv (util-linux, essential in Debian) sets it between fork and exec; a Python ``preexec_fn`` would
+    do the same but is unsafe in a process with threads (the QMP loop, triage).
+    """
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        raise Mlx5LabError("setpriv is missing: apt-get install util-linux")
+    return [setpriv, "--pdeathsig", "KILL", "--", *argv]

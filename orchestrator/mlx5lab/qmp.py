@@ -12,6 +12,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,21 +85,20 @@ class QmpConnection:
             fut.cancel()
             raise
 
-    def connect(self, timeout: float = 10.0) -> None:
-        """Connect, retrying while QEMU has not created the socket yet."""
+    def connect(self, timeout: float = 10.0, alive: Callable[[], bool] = lambda: True) -> None:
+        """Connect, retrying while QEMU has not created the socket yet; give up at once if ``alive()``
+        says QEMU is gone."""
         deadline = time.monotonic() + timeout
-        while not self.socket_path.exists() and time.monotonic() < deadline:
-            time.sleep(0.01)  # qemu.qmp logs every refused attempt as an error: wait for the socket first
+        while not self.socket_path.exists():  # qemu.qmp logs every refused attempt: wait for the socket
+            if time.monotonic() > deadline or not alive():
+                raise ConnectionError(f"QEMU did not create its QMP socket {self.socket_path}")
+            time.sleep(0.01)
         while True:
             try:
                 self._call(self._client.connect(str(self.socket_path)), timeout=5)
                 break
-            except (OSError, ConnectionError, TimeoutError) as exc:
-                if time.monotonic() > deadline:
-                    raise ConnectionError(f"QMP socket {self.socket_path} did not answer: {exc}") from exc
-                time.sleep(0.02)
-            except Exception as exc:  # qemu.qmp wraps socket errors in ConnectError
-                if time.monotonic() > deadline:
+            except Exception as exc:  # qemu.qmp wraps socket errors in its own ConnectError
+                if time.monotonic() > deadline or not alive():
                     raise ConnectionError(f"QMP socket {self.socket_path} did not answer: {exc}") from exc
                 time.sleep(0.02)
         self._listener_task = self._call(self._start_listener(), timeout=5)
@@ -117,7 +117,7 @@ class QmpConnection:
             async for ev in self._client.events:
                 self.events.add(QmpEvent(ev["event"], dict(ev.get("data", {})), time.monotonic()))
                 log.debug("QMP event %s %s", ev["event"], ev.get("data"))
-        except Exception as exc:  # the stream ends when QEMU exits
+        except Exception as exc:  # the listener only ends by cancellation (close) or an error
             log.debug("QMP listener ended: %r", exc)
         finally:
             self.events.close()

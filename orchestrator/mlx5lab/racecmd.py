@@ -69,12 +69,15 @@ def open_campaign(args: argparse.Namespace) -> Campaign:
         c = Campaign.resume(args.resume)
         _progress(f"resuming {c.folder}: {len(c.results)} of {c.spec.iterations} iterations done")
         return c
-    spec = CampaignSpec(kernel=args.kernel, variant=args.variant, iterations=args.iterations, seed=args.seed,
+    # The kernel is resolved now and stored, so a resumed campaign runs the same kernel even if the
+    # distribution's default moved on in between.
+    release = ensure_image(args.kernel, progress=_progress).kernel_release
+    spec = CampaignSpec(kernel=release, variant=args.variant, iterations=args.iterations, seed=args.seed,
                         delay_min_s=args.delay[0], delay_max_s=args.delay[1],
                         race=RaceParams(speeds=args.speeds, readers=args.readers, threads=args.threads,
                                         hang_timeout_s=args.hang_timeout, faults=args.fault))
-    folder = args.out or cache_dir() / "campaigns" / f"{args.variant}-seed{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return Campaign.create(folder, spec)
+    name = f"{args.variant}-seed{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return Campaign.create(args.out or cache_dir() / "campaigns" / name, spec)
 
 
 def cmd_race(args: argparse.Namespace) -> int:
@@ -121,7 +124,8 @@ def cmd_controls(args: argparse.Namespace) -> int:
     base = args.out or cache_dir() / "campaigns" / f"controls-{stamp}"
     statuses = {}
     for variant in ("stock", "vulnerable"):
-        spec = CampaignSpec(kernel=args.kernel, variant=variant, iterations=args.iterations, seed=args.seed)
+        release = ensure_image(args.kernel, progress=_progress).kernel_release
+        spec = CampaignSpec(kernel=release, variant=variant, iterations=args.iterations, seed=args.seed)
         statuses[variant] = run_campaign(Campaign.create(base / variant, spec))
         print()
     ok = statuses["stock"] == EXIT_CLEAN and statuses["vulnerable"] == EXIT_FOUND

@@ -34,6 +34,7 @@ class GuestShell:
         slirp accepts the host TCP connection before the guest listens, so a connect during boot can sit
         in the banner wait; callers connect only after the guest's SSH-READY marker and keep timeouts short.
         """
+        self.close()
         last: Exception | None = None
         while time.monotonic() < deadline:
             client = paramiko.SSHClient()

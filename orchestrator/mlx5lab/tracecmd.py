@@ -16,15 +16,29 @@ def _failed(r: dict[str, Any]) -> bool:
     return r.get("kind") != "cmd" or bool(r.get("status")) or bool(r.get("delivery"))
 
 
+def _number_or_name(text: str | None) -> int | str | None:
+    """``0x805`` / ``2053`` -> 2053; a name stays a name; None stays None."""
+    if text is None:
+        return None
+    try:
+        return int(text, 0)
+    except ValueError:
+        return text
+
+
 def select(args: argparse.Namespace) -> list[dict[str, Any]]:
     records: list[dict[str, Any]] = []
     for path in args.files:
         if not path.is_file():
             raise FileNotFoundError(f"no trace file {path}")
-        records += read_trace(path, opcode=args.opcode, status=args.status, function=args.function)
+        records += read_trace(path, opcode=_number_or_name(args.opcode), status=_number_or_name(args.status),
+                              function=args.function)
     if args.register:
-        records = [r for r in records if str(r.get("reg", "")).upper() == args.register.upper()
-                   or str(r.get("register_id", "")) == args.register]
+        reg = _number_or_name(args.register)
+        if isinstance(reg, int):
+            records = [r for r in records if r.get("reg_id") == reg]
+        else:
+            records = [r for r in records if str(r.get("reg", "")).upper() == reg.upper()]
     if args.failed:
         records = [r for r in records if _failed(r)]
     if len(args.files) > 1:

@@ -76,6 +76,7 @@ def test_resume_after_a_kill_mid_iteration(tmp_path: Path) -> None:
     assert resumed.run(inner) == EXIT_FOUND
     assert calls == [1, 2, 3, 4]
     assert (folder / "iter-0003" / "console.log").read_text() == "iteration 3\n"  # redone from nothing
+    assert (folder / "iter-0003.interrupted-1" / "console.log").read_text() == "half an iteration\n"  # kept
     assert sorted(Campaign.resume(folder).results) == [1, 2, 3, 4]  # the journal reads back whole
     uninterrupted = Campaign.create(tmp_path / "u", spec())
     uninterrupted.run(fake_run({1: "panic"}, []))

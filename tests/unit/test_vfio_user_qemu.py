@@ -22,13 +22,22 @@ import pytest
 
 from mlx5dev.pci import PciFunction, PciFunctionConfig, RegisterFileBar
 from mlx5dev.vfio_user import VfioUserServer
+from mlx5lab import Mlx5LabError
+from mlx5lab.qemu_binary import find_qemu
 
-CACHE = Path(os.environ.get("MLX5LAB_CACHE", Path.home() / ".cache" / "mlx5lab"))
-QEMU = Path(os.environ.get("MLX5LAB_QEMU", CACHE / "qemu" / "10.2.2" / "bin" / "qemu-system-x86_64"))
+
+def _qemu() -> Path | None:
+    try:
+        return find_qemu()
+    except Mlx5LabError:
+        return None
+
+
+QEMU = _qemu()
 
 pytestmark = [
     pytest.mark.vm,  # needs the real QEMU binary
-    pytest.mark.skipif(not QEMU.is_file(), reason=f"no QEMU with vfio-user at {QEMU}"),
+    pytest.mark.skipif(QEMU is None, reason="no QEMU with vfio-user-pci: run `make setup`"),
 ]
 
 

@@ -64,7 +64,7 @@ def test_cli_boot_prints_version_and_leaves_nothing(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith("Linux version ")
     assert qemu_processes_mentioning(str(run_dir)) == []
-    assert not (run_dir / "qmp.sock").exists()
+    assert_closed_in_order(run_dir)
 
 
 def test_cli_exit_status_is_the_commands(tmp_path: Path) -> None:
@@ -89,7 +89,16 @@ def test_ctrl_c_leaves_no_qemu(tmp_path: Path) -> None:
             os.kill(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130, err
     assert qemu_processes_mentioning(str(run_dir)) == []
-    assert not (run_dir / "qmp.sock").exists()
+    assert_closed_in_order(run_dir)
+
+
+def assert_closed_in_order(run_dir: Path) -> None:
+    """The orchestrator's close() ran: a child killed by the parent-death signal alone would leave its
+    sockets behind."""
+    assert (run_dir / "console.log").exists()
+    leftovers = [p.name for p in [run_dir / "qmp.sock", *run_dir.glob("card/*.sock")] if p.exists()]
+    assert leftovers == []
+    assert (run_dir / "card" / "device-server.log").exists()
 
 
 def _read(p: Path) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from mlx5lab.campaign import CampaignSpec
 
-from .test_boot import qemu_processes_mentioning
+from .test_boot import assert_closed_in_order, qemu_processes_mentioning
 
 
 def race(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
@@ -91,6 +91,8 @@ def test_killed_campaign_resumes_to_the_same_counts(tmp_path: Path) -> None:
     assert "--resume" in err
     assert qemu_processes_mentioning(str(out)) == []
     assert device_servers_mentioning(str(out)) == []
+    for run_dir in out.glob("iter-*"):
+        assert_closed_in_order(run_dir)
     done_before = journal(out)
     assert 1 <= len(done_before) < 3
     res = race("--resume", str(out))

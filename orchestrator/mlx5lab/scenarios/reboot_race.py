@@ -28,6 +28,7 @@ from .. import Mlx5LabError
 from ..console import PORTS_MARKER, extract_oops, oops_title
 from ..evidence import VMCORE_NAME, IterationResult, dump_vmcore, kernel_identity
 from ..machine import Machine, MachineConfig
+from ..qmp import QmpEvent
 from ..triage.signature import parse_oops
 
 log = logging.getLogger("mlx5lab.race")
@@ -46,25 +47,29 @@ class RaceParams:
     faults: list[dict[str, Any]] = field(default_factory=list)  # control-channel add_fault arguments
 
 
-def _events_after(m: Machine, start: int, names: set[str], timeout: float) -> str | None:
+def _wait(m: Machine, since: int, names: set[str], timeout: float) -> QmpEvent | str | None:
+    """The first QMP event named in ``names`` after index ``since``; a reason string if QEMU or the device
+    server died first; None on timeout."""
     assert m.qmp is not None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        ev = m.qmp.events.wait_for(names, timeout=0.2, start=start)
+        ev = m.qmp.events.wait_for(names, timeout=0.2, start=since)
         if ev is not None:
-            return ev.name
+            return ev
         if not m.alive():
-            return "QEMU_EXITED"
+            return "QEMU exited"
         if m.card is not None and not m.card.alive():
-            return "DEVICE_SERVER_EXITED"
-        if m.qmp.events.closed:
-            return "QEMU_EXITED"
+            return "the device server exited"
     return None
 
 
 def run_iteration(image: GuestImage, params: RaceParams, iteration: int, delay_s: float,
                   folder: Path) -> IterationResult:
-    """Run one iteration in ``folder`` (console, traces, vmcore, result.json stay there)."""
+    """Run one iteration in ``folder`` (console, traces, vmcore, result.json stay there).
+
+    Once the outcome is decided from evidence, a later failure (a device status query, a dump) only adds
+    to ``detail``: it never turns a kernel result into ``infra``.
+    """
     result = IterationResult(iteration=iteration, outcome="infra", delay_s=delay_s,
                              identity=kernel_identity(image))
     t0 = time.monotonic()
@@ -72,12 +77,18 @@ def run_iteration(image: GuestImage, params: RaceParams, iteration: int, delay_s
                         extra_cmdline=GUEST_CMDLINE)
     try:
         with Machine(cfg) as m:
-            _run(m, params, delay_s, folder, result)
-            if m.card is not None:
-                result.files.update({f"trace_fn{i}": str(m.card.trace_file(i).relative_to(folder))
-                                     for i in range(len(params.speeds))})
-    except (Mlx5LabError, TimeoutError, ConnectionError, OSError) as exc:
-        result.outcome, result.detail = "infra", f"{type(exc).__name__}: {exc}"
+            try:
+                _run(m, params, delay_s, folder, result)
+            finally:
+                if m.card is not None:
+                    result.files.update({f"trace_fn{i}": str(m.card.trace_file(i).relative_to(folder))
+                                         for i in range(len(params.speeds))})
+    except Exception as exc:  # noqa: BLE001 - whatever broke, the iteration ends with a recorded result
+        note = f"{type(exc).__name__}: {exc}"
+        if result.outcome == "infra" and not result.detail:
+            result.detail = note
+        else:
+            result.detail = f"{result.detail}; after the verdict: {note}".lstrip("; ")
     result.duration_s = round(time.monotonic() - t0, 3)
     result.files["console"] = "console.log"
     result.write(folder)
@@ -87,8 +98,12 @@ def run_iteration(image: GuestImage, params: RaceParams, iteration: int, delay_s
 def _run(m: Machine, params: RaceParams, delay_s: float, folder: Path, result: IterationResult) -> None:
     try:
         result.timings["ssh_ready_s"] = round(m.wait_ssh(timeout=90), 3)
-    except (TimeoutError, Mlx5LabError) as exc:
-        result.detail = f"SSH never came up: {exc}"
+    except (TimeoutError, ConnectionError, OSError, Mlx5LabError) as exc:
+        if m.qmp is not None and m.qmp.events.wait_for({"GUEST_PANICKED"}, timeout=0) is not None:
+            result.outcome, result.detail = "panic", "the guest panicked while booting"
+            _keep_crash(m, folder, result)
+        else:
+            result.detail = f"SSH never came up: {exc}"
         return
     ports_line = next((x for x in m.console_text().splitlines() if x.startswith(PORTS_MARKER)), "")
     ports = ports_line.split()[2:]
@@ -105,23 +120,24 @@ def _run(m: Machine, params: RaceParams, delay_s: float, folder: Path, result: I
             f"2>&1 & sleep {delay_s:.3f}; reboot -f")
     t_start = time.monotonic()
     m.start_command(race)
-    verdict = _events_after(m, since, {"GUEST_PANICKED", "RESET", "SHUTDOWN"},
-                            params.hang_timeout_s + delay_s)
+    verdict = _wait(m, since, {"GUEST_PANICKED", "RESET", "SHUTDOWN"}, params.hang_timeout_s + delay_s)
     result.timings["verdict_after_start_s"] = round(time.monotonic() - t_start, 3)
-    if verdict in ("RESET", "SHUTDOWN"):
-        result.outcome, result.detail = "clean", f"guest {verdict.lower()} after reboot -f"
-    elif verdict == "GUEST_PANICKED":
-        result.outcome = "panic"
-        _keep_crash(m, folder, result)
+    if isinstance(verdict, str):
+        result.detail = verdict
     elif verdict is None:
         result.outcome = "hang"
         result.detail = f"no reset or panic within {params.hang_timeout_s:.0f}s after the delay; NMI injected"
         m.qmp.execute("inject-nmi")
-        if _events_after(m, since, {"GUEST_PANICKED"}, 10) != "GUEST_PANICKED":
+        if not isinstance(_wait(m, since, {"GUEST_PANICKED"}, 10), QmpEvent):
             m.qmp.execute("stop")
         _keep_crash(m, folder, result)
-    else:
-        result.outcome, result.detail = "infra", verdict.replace("_", " ").lower()
+    elif verdict.name == "GUEST_PANICKED":
+        result.outcome = "panic"
+        _keep_crash(m, folder, result)
+    elif verdict.name == "RESET" and verdict.data.get("guest"):
+        result.outcome, result.detail = "clean", "the guest reset itself after reboot -f"
+    else:  # e.g. SHUTDOWN from a signal to QEMU: not the guest's doing
+        result.detail = f"QEMU {verdict.name} {verdict.data}: not a guest reboot"
     result.device = _device_status(m)
 
 
@@ -134,6 +150,7 @@ def _keep_crash(m: Machine, folder: Path, result: IterationResult) -> None:
     result.signature = sig.signature if sig else ""
     (folder / "oops.txt").write_text(oops)
     result.files["oops"] = "oops.txt"
+    result.write(folder)  # the decided outcome is on disk before the (slowest) step, the dump
     try:
         result.timings["vmcore_dump_s"] = round(dump_vmcore(m, folder / VMCORE_NAME), 3)
         result.files["vmcore"] = VMCORE_NAME
@@ -147,5 +164,5 @@ def _device_status(m: Machine) -> list[dict[str, Any]]:
     try:
         return [{k: s.get(k) for k in ("function", "state", "mode", "commands_executed", "pending_slots")}
                 for s in m.card.control.status()]
-    except Mlx5LabError:
-        return []
+    except (Mlx5LabError, OSError, ValueError) as exc:  # the status is a nicety: never lose the verdict
+        return [{"error": f"{type(exc).__name__}: {exc}"}]

@@ -12,7 +12,6 @@ The vulnerable variant's mlx5_core is not Debian's: its debug object is the vari
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -20,12 +19,12 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlx5image.cache import cache_dir
+from mlx5image.cache import cache_dir, cache_lock
 
 from .. import Mlx5LabError
 
@@ -108,13 +107,6 @@ def debug_files(info: DebugInfo, identity: dict[str, Any]) -> tuple[list[Path], 
 
 # -- fetching ------------------------------------------------------------------------------------------
 
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        yield
 
 
 def _apt_show(package: str) -> dict[str, str]:
@@ -256,7 +248,7 @@ def fetch_debuginfo(release: str, *, progress: Progress = print, keep_deb: bool 
     if cached is not None:
         return cached
     root = debuginfo_root()
-    with _locked(root / f".{release}.lock"):
+    with cache_lock(root / f".{release}.lock"):
         cached = find_debuginfo(release)
         if cached is not None:
             return cached
