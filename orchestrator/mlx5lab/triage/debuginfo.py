@@ -24,7 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlx5image import debpkg
 from mlx5image.cache import cache_dir, cache_lock
+from mlx5image.debpkg import KernelPackage, parse_stanza
+from mlx5image.errors import ImageError
 
 from .. import Mlx5LabError
 
@@ -112,14 +115,15 @@ def debug_files(info: DebugInfo, identity: dict[str, Any]) -> tuple[list[Path], 
 def _apt_show(package: str) -> dict[str, str]:
     proc = subprocess.run(["apt-cache", "show", "--no-all-versions", package], capture_output=True, text=True,
                           env=dict(os.environ, LC_ALL="C"))
-    fields: dict[str, str] = {}
-    for line in proc.stdout.splitlines():
-        if not line.strip():
-            break
-        if ":" in line and not line[0].isspace():
-            key, _, value = line.partition(":")
-            fields[key.strip()] = value.strip()
-    return fields
+    return parse_stanza(proc.stdout)
+
+
+def _image_package_version(release: str) -> str | None:
+    """The package version of the guest image built for ``release``, if one is cached."""
+    try:
+        return json.loads((cache_dir() / "images" / release / "manifest.json").read_text())["kernel"]["version"]
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _package_info(release: str, progress: Progress) -> dict[str, str]:
@@ -165,37 +169,32 @@ def _tree_size(folder: Path) -> int:
 
 
 def _download(release: str, info: dict[str, str], progress: Progress) -> Path:
+    """The -dbg .deb, checked against apt's SHA256 (debpkg.fetch), with progress while it downloads."""
     package, version = package_name(release), info.get("Version", "")
+    image_version = _image_package_version(release)
+    if image_version and version and image_version != version:
+        raise Mlx5LabError(f"apt offers {package} {version}, but the guest image runs {image_version}: the debug "
+                           "info would not match the vmcore. Rebuild the image (`mlx5lab image`) or fetch the "
+                           "matching -dbg package by hand.")
     debs = cache_dir() / "debs"
     debs.mkdir(parents=True, exist_ok=True)
     size = int(info.get("Size", "0") or 0)
-    existing = sorted(debs.glob(f"{package}_*.deb"))
-    if existing and (not size or existing[-1].stat().st_size == size):
-        progress(f"using {existing[-1]} (already downloaded)")
-        return existing[-1]
-    for stale in existing:  # a download cut short, or another version: apt-get would not resume it
-        stale.unlink(missing_ok=True)
     _check_space(debs, size + EXTRACT_BYTES)
     progress(f"downloading {package} {version} ({size / 1e6:.0f} MB, apt-get download)")
     stop = threading.Event()
 
     def measure() -> int:
-        return sum(p.stat().st_size for p in debs.glob(f"{package}_*") if p.is_file())
+        return sum(p.stat().st_size for p in debs.rglob(f"{package}_*") if p.is_file())
 
     poller = threading.Thread(target=_poll_size, args=(stop, measure, "downloaded", size, progress), daemon=True)
     poller.start()
     try:
-        spec = f"{package}={version}" if version else package
-        proc = subprocess.run(["apt-get", "download", spec], cwd=debs, capture_output=True, text=True,
-                              env=dict(os.environ, LC_ALL="C"))
+        pkg = KernelPackage(package, version, release, expected_sha256=info.get("SHA256"))
+        return debpkg.fetch(pkg, debs, lambda _msg: None)  # the line above and the poller report
+    except ImageError as exc:
+        raise Mlx5LabError(str(exc)) from exc
     finally:
         stop.set()
-    got = sorted(debs.glob(f"{package}_*.deb"))
-    if proc.returncode != 0 or not got:
-        last = (proc.stderr or proc.stdout).strip().splitlines()
-        raise Mlx5LabError(f"apt-get download {package} failed: {last[-1] if last else proc.returncode}; "
-                           "run 'apt-get update' and retry.")
-    return got[-1]
 
 
 def _extract(deb: Path, release: str, folder: Path, progress: Progress) -> None:
