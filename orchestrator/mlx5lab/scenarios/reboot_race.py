@@ -122,23 +122,28 @@ def _run(m: Machine, params: RaceParams, delay_s: float, folder: Path, result: I
     m.start_command(race)
     verdict = _wait(m, since, {"GUEST_PANICKED", "RESET", "SHUTDOWN"}, params.hang_timeout_s + delay_s)
     result.timings["verdict_after_start_s"] = round(time.monotonic() - t_start, 3)
-    if isinstance(verdict, str):
-        result.detail = verdict
-    elif verdict is None:
-        result.outcome = "hang"
-        result.detail = f"no reset or panic within {params.hang_timeout_s:.0f}s after the delay; NMI injected"
+    result.outcome, result.detail = decide(verdict, params.hang_timeout_s)
+    if result.outcome == "hang":
         m.qmp.execute("inject-nmi")
         if not isinstance(_wait(m, since, {"GUEST_PANICKED"}, 10), QmpEvent):
             m.qmp.execute("stop")
+    if result.outcome in ("panic", "hang"):
         _keep_crash(m, folder, result)
-    elif verdict.name == "GUEST_PANICKED":
-        result.outcome = "panic"
-        _keep_crash(m, folder, result)
-    elif verdict.name == "RESET" and verdict.data.get("guest"):
-        result.outcome, result.detail = "clean", "the guest reset itself after reboot -f"
-    else:  # e.g. SHUTDOWN from a signal to QEMU: not the guest's doing
-        result.detail = f"QEMU {verdict.name} {verdict.data}: not a guest reboot"
     result.device = _device_status(m)
+
+
+def decide(verdict: QmpEvent | str | None, hang_timeout_s: float) -> tuple[str, str]:
+    """Outcome and detail from what ended the wait after ``reboot -f`` (see the module docstring)."""
+    if isinstance(verdict, str):
+        return "infra", verdict
+    if verdict is None:
+        return "hang", f"no reset or panic within {hang_timeout_s:.0f}s after the delay; NMI injected"
+    if verdict.name == "GUEST_PANICKED":
+        return "panic", ""
+    if verdict.name == "RESET" and verdict.data.get("guest"):
+        return "clean", "the guest reset itself after reboot -f"
+    # e.g. SHUTDOWN from a signal to QEMU, or a host-side reset: not the guest's doing
+    return "infra", f"QEMU {verdict.name} {verdict.data}: not a guest reboot"
 
 
 def _keep_crash(m: Machine, folder: Path, result: IterationResult) -> None:
