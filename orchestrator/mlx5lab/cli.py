@@ -14,7 +14,7 @@ from types import FrameType
 
 from mlx5image.build import GuestImage, ImageError, ensure_image
 
-from . import Mlx5LabError, racecmd, tracecmd, triagecmd
+from . import Mlx5LabError, controlcmd, racecmd, tracecmd, triagecmd
 
 
 def _progress(msg: str) -> None:
@@ -129,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_boot)
 
     tracecmd.add_parser(sub)
+    controlcmd.add_parser(sub)
     racecmd.add_parser(sub, kernel_opt, _speeds)
     triagecmd.add_parser(sub)
 
@@ -177,6 +178,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except (Mlx5LabError, ImageError, FileNotFoundError, TimeoutError, ConnectionError) as exc:
+        print(f"mlx5lab: error: {exc}", file=sys.stderr)
+        return 2
+    except argparse.ArgumentTypeError as exc:
         print(f"mlx5lab: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,0 +1,47 @@
+"""``mlx5lab control``: read or change a running card through its control socket."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from .card import ControlClient
+
+
+def _value(text: str) -> Any:
+    """``up=false`` -> False, ``mbps=40000`` -> 40000, ``delay_ms=2.5`` -> 2.5, ``opcode=ACCESS_REG`` -> str."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def cmd_control(args: argparse.Namespace) -> int:
+    socket_path: Path = args.socket
+    if socket_path.is_dir():  # a run folder or its card/ folder
+        socket_path = next((p for p in (socket_path / "control.sock", socket_path / "card" / "control.sock")
+                            if p.exists()), socket_path / "control.sock")
+    fields: dict[str, Any] = {}
+    for item in args.fields:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"fields are key=value, not {item!r}")
+        fields[key] = _value(value)
+    print(json.dumps(ControlClient(socket_path).request(args.op, **fields), indent=2))
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    sp = sub.add_parser(
+        "control", help="read or change a running card (status, set_link, set_speed, add_fault, ...)",
+        description="Examples: `mlx5lab control RUN status`; `mlx5lab control RUN set_speed function=0 "
+                    "mbps=40000`; `mlx5lab control RUN set_link function=1 up=false`; `mlx5lab control RUN "
+                    "add_fault function=0 opcode=ACCESS_REG register=PTYS delay_ms=500 count=3`. RUN is a run "
+                    "folder (boot --keep DIR), its card/ folder, or the control.sock itself.")
+    sp.add_argument("socket", type=Path, metavar="RUN|SOCKET")
+    sp.add_argument("op", help="status, set_link, set_speed, add_fault, remove_fault, clear_faults, "
+                               "set_health, clear_health")
+    sp.add_argument("fields", nargs="*", metavar="KEY=VALUE")
+    sp.set_defaults(func=cmd_control)
