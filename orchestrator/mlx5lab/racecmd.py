@@ -64,16 +64,21 @@ def parse_delay(text: str) -> tuple[float, float]:
     return a, b
 
 
+def pinned_kernel(kernel: str | None) -> str:
+    """The kernel a campaign records: resolved now (a .deb by its path, else its release), so a resumed
+    campaign runs the same kernel even if the distribution's default moved on in between."""
+    if kernel and kernel.endswith(".deb"):
+        return kernel
+    return ensure_image(kernel, progress=_progress).kernel_release
+
+
 def open_campaign(args: argparse.Namespace) -> Campaign:
     if args.resume:
         c = Campaign.resume(args.resume)
         _progress(f"resuming {c.folder}: {len(c.results)} of {c.spec.iterations} iterations done")
         return c
-    # The kernel is resolved now and stored, so a resumed campaign runs the same kernel even if the
-    # distribution's default moved on in between.
-    release = ensure_image(args.kernel, progress=_progress).kernel_release
-    spec = CampaignSpec(kernel=release, variant=args.variant, iterations=args.iterations, seed=args.seed,
-                        delay_min_s=args.delay[0], delay_max_s=args.delay[1],
+    spec = CampaignSpec(kernel=pinned_kernel(args.kernel), variant=args.variant, iterations=args.iterations,
+                        seed=args.seed, delay_min_s=args.delay[0], delay_max_s=args.delay[1],
                         race=RaceParams(speeds=args.speeds, readers=args.readers, threads=args.threads,
                                         hang_timeout_s=args.hang_timeout, faults=args.fault))
     name = f"{args.variant}-seed{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -124,8 +129,8 @@ def cmd_controls(args: argparse.Namespace) -> int:
     base = args.out or cache_dir() / "campaigns" / f"controls-{stamp}"
     statuses = {}
     for variant in ("stock", "vulnerable"):
-        release = ensure_image(args.kernel, progress=_progress).kernel_release
-        spec = CampaignSpec(kernel=release, variant=variant, iterations=args.iterations, seed=args.seed)
+        spec = CampaignSpec(kernel=pinned_kernel(args.kernel), variant=variant, iterations=args.iterations,
+                            seed=args.seed)
         statuses[variant] = run_campaign(Campaign.create(base / variant, spec))
         print()
     ok = statuses["stock"] == EXIT_CLEAN and statuses["vulnerable"] == EXIT_FOUND
