@@ -28,7 +28,7 @@ __all__ = ["GuestImage", "ImageError", "builder_fingerprint", "cmdline_for", "en
 BUILDER_VERSION = 1
 
 
-VARIANT_MODULES = {"reader.py", "vulnerable.py", "variants.py"}
+VARIANT_MODULES = {"reader.py", "variants.py"}  # and the vulnerable/ subpackage (not globbed)
 
 
 def builder_fingerprint(keys: Keys) -> str:
@@ -42,7 +42,7 @@ def builder_fingerprint(keys: Keys) -> str:
         h.update(part.encode() + b"\0")
     package = Path(__file__).parent
     for src in sorted([*package.glob("*.py"), package / "init"]):
-        if src.name in VARIANT_MODULES or src.name.startswith("vuln_"):
+        if src.name in VARIANT_MODULES:
             continue  # variants are overlays with their own cache keys (variants.py)
         h.update(src.name.encode() + b"\0" + src.read_bytes() + b"\0")
     return h.hexdigest()

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from mlx5image.build import GuestImage
 
-from .evidence import IterationResult
-from .machine import Machine, MachineConfig
+from .campaign.evidence import IterationResult
 from .scenarios.reboot_race import run_iteration
+from .vm.machine import Machine, MachineConfig
 
 
 @dataclass
@@ -78,7 +78,7 @@ def bench_device(image: GuestImage, runs: int, speeds: list[int]) -> DeviceFigur
     from mlx5dev.card import CardConfig
     from mlx5dev.mlx5.trace import read_trace
 
-    from .console import PORTS_MARKER
+    from .vm.console import PORTS_MARKER
 
     ports: list[float] = []
     latencies: list[float] = []
@@ -104,7 +104,7 @@ def bench_device(image: GuestImage, runs: int, speeds: list[int]) -> DeviceFigur
 
 def bench_race(image: GuestImage, runs: int, folder: Path) -> tuple[Spread, dict[str, int]]:
     """A campaign of ``runs`` iterations on ``image``; per iteration, boot-to-verdict seconds."""
-    from .campaign import Campaign, CampaignSpec
+    from .campaign.campaign import Campaign, CampaignSpec
 
     campaign = Campaign.create(folder, CampaignSpec(kernel=None, variant=image.variant, iterations=runs, seed=1))
     durations: list[float] = []

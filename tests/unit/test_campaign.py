@@ -9,8 +9,8 @@ from xml.etree import ElementTree as ET
 import pytest
 
 from mlx5lab import Mlx5LabError
-from mlx5lab.campaign import EXIT_CLEAN, EXIT_FOUND, EXIT_INFRA, Campaign, CampaignSpec
-from mlx5lab.evidence import IterationResult
+from mlx5lab.campaign.campaign import EXIT_CLEAN, EXIT_FOUND, EXIT_INFRA, Campaign, CampaignSpec
+from mlx5lab.campaign.evidence import IterationResult
 
 
 def spec(n: int = 4, seed: int = 7) -> CampaignSpec:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mlx5lab.console import SSH_MARKER, count_markers, extract_oops, oops_title
+from mlx5lab.vm.console import SSH_MARKER, count_markers, extract_oops, oops_title
 
 DATA = Path(__file__).parent.parent / "data" / "oops"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mlx5lab.qmp import QmpEvent
 from mlx5lab.scenarios.reboot_race import decide
+from mlx5lab.vm.qmp import QmpEvent
 
 
 def ev(name: str, **data: object) -> QmpEvent:

@@ -9,7 +9,7 @@ import pytest
 
 from mlx5dev.mlx5.trace import CommandTrace
 from mlx5lab.cli import build_parser
-from mlx5lab.tracecmd import select
+from mlx5lab.cli.trace import select
 
 RECORDS = [
     {"kind": "cmd", "function": "fn0", "opcode": 0x805, "op": "ACCESS_REG", "reg": "PTYS", "reg_id": 0x5004,

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mlx5lab import Mlx5LabError, triagecmd
+from mlx5lab import Mlx5LabError
+from mlx5lab.cli import triage as triagecmd
 from mlx5lab.triage.background import BackgroundTriage
 from mlx5lab.triage.report import crash_folders, kernel_release, triage_iteration, triage_path
 

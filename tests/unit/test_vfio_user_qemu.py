@@ -23,7 +23,7 @@ import pytest
 from mlx5dev.pci import PciFunction, PciFunctionConfig, RegisterFileBar
 from mlx5dev.vfio_user import VfioUserServer
 from mlx5lab import Mlx5LabError
-from mlx5lab.qemu_binary import find_qemu
+from mlx5lab.vm.qemu import find_qemu
 
 
 def _qemu() -> Path | None:

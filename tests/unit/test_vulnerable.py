@@ -18,12 +18,13 @@ from typing import Any
 
 import pytest
 
-from mlx5image import vuln_debs, vulnerable
+from mlx5image import vulnerable
 from mlx5image.cache import cache_dir
 from mlx5image.errors import ImageError
 from mlx5image.hosttools import find_tool
-from mlx5image.vuln_edits import HELPER, POISON, VARIANT_B, TextEdit, apply_edits, apply_to_text, recipe_digest
-from mlx5image.vuln_kbuild import kbuild
+from mlx5image.vulnerable import debs as vuln_debs
+from mlx5image.vulnerable.edits import HELPER, POISON, VARIANT_B, TextEdit, apply_edits, apply_to_text, recipe_digest
+from mlx5image.vulnerable.kbuild import kbuild
 
 RELEASE = "6.1.0-56-amd64"
 VERSION = "6.1.192-2"

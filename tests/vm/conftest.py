@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mlx5image.build import GuestImage, ensure_image
-from mlx5lab.machine import Machine, MachineConfig
+from mlx5lab.vm.machine import Machine, MachineConfig
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

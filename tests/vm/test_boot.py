@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from mlx5image.build import GuestImage
-from mlx5lab.machine import Machine
+from mlx5lab.vm.machine import Machine
 
 
 def qemu_processes_mentioning(text: str) -> list[int]:

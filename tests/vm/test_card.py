@@ -12,7 +12,7 @@ import pytest
 from mlx5dev.card import CardConfig
 from mlx5dev.mlx5.trace import read_trace
 from mlx5image.build import GuestImage
-from mlx5lab.machine import Machine, MachineConfig
+from mlx5lab.vm.machine import Machine, MachineConfig
 
 SPEEDS = [100000, 25000]
 

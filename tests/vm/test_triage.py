@@ -10,10 +10,10 @@ import pytest
 
 from mlx5dev.card import CardConfig
 from mlx5image.build import GuestImage
-from mlx5lab.evidence import dump_vmcore
-from mlx5lab.machine import Machine, MachineConfig
+from mlx5lab.campaign.evidence import dump_vmcore
 from mlx5lab.triage.debuginfo import fetch_debuginfo
 from mlx5lab.triage.report import triage_iteration
+from mlx5lab.vm.machine import Machine, MachineConfig
 
 from .test_race import journal, race
 

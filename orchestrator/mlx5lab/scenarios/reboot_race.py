@@ -25,11 +25,11 @@ from mlx5dev.card import CardConfig
 from mlx5image.build import GuestImage
 
 from .. import Mlx5LabError
-from ..console import PORTS_MARKER, extract_oops, oops_title
-from ..evidence import VMCORE_NAME, IterationResult, dump_vmcore, kernel_identity
-from ..machine import Machine, MachineConfig
-from ..qmp import QmpEvent
+from ..campaign.evidence import VMCORE_NAME, IterationResult, dump_vmcore, kernel_identity
 from ..triage.signature import parse_oops
+from ..vm.console import PORTS_MARKER, extract_oops, oops_title
+from ..vm.machine import Machine, MachineConfig
+from ..vm.qmp import QmpEvent
 
 log = logging.getLogger("mlx5lab.race")
 

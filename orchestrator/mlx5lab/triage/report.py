@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import Mlx5LabError
-from ..console import extract_oops
+from ..vm.console import extract_oops
 from .debuginfo import debug_files, find_debuginfo, package_name
 from .debuginfo import fetch_debuginfo as _fetch
 from .markdown import render_markdown

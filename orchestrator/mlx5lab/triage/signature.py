@@ -13,7 +13,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..console import extract_oops
+from ..vm.console import extract_oops
 
 SIGNATURE_FRAMES = 4
 

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import drgn
 from drgn.helpers.linux.printk import get_dmesg
 
-from ..console import extract_oops
+from ..vm.console import extract_oops
 from .frames import stack_data
 from .mlx5objs import reader_objects
 from .pcidevs import Mlx5Function, mlx5_functions

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 
-from . import Mlx5LabError
+from .. import Mlx5LabError
 
 
 def dies_with_parent(argv: list[str]) -> list[str]:

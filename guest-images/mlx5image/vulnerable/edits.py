@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ImageError
+from ..errors import ImageError
 
 # Bump when the way edits are applied (not their text) changes, to force a rebuild of cached modules.
 RECIPE_VERSION = 1
@@ -140,7 +140,7 @@ def apply_to_text(text: str, edit: TextEdit) -> str:
         where = "does not occur" if count == 0 else f"occurs {count} times"
         raise ImageError(f"Variant B edit '{edit.name}': its anchor {where} in {edit.file}; the mlx5 source "
                          "is not the one the recipe was written for, so update the edit in "
-                         "mlx5image/vuln_edits.py.")
+                         "mlx5image/vulnerable/edits.py.")
     return text.replace(edit.anchor, edit.replacement)
 
 

@@ -18,10 +18,10 @@ from pathlib import Path
 from mlx5image.build import GuestImage
 from mlx5image.cache import cache_dir
 
-from . import Mlx5LabError
+from .. import Mlx5LabError
 from .console import INIT_MARKER
 from .process import dies_with_parent
-from .qemu_binary import QBOOT, firmware_args
+from .qemu import QBOOT, firmware_args
 
 log = logging.getLogger("mlx5lab.accel")
 PROBE_TIMEOUT = 10.0

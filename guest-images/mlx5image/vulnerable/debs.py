@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .debpkg import parse_stanza, sha256_file
-from .errors import ImageError
-from .hosttools import require_tool, run
+from ..debpkg import parse_stanza, sha256_file
+from ..errors import ImageError
+from ..hosttools import require_tool, run
 
 # Inside the linux-source tarball, below its top directory.
 MELLANOX_DIR = "drivers/net/ethernet/mellanox/"

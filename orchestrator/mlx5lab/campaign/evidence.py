@@ -12,7 +12,7 @@ from typing import Any
 
 from mlx5image.build import GuestImage
 
-from .machine import Machine
+from ..vm.machine import Machine
 
 log = logging.getLogger("mlx5lab.evidence")
 VMCORE_NAME = "vmcore.kdump"

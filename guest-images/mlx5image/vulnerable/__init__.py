@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .cache import cache_dir, cache_lock
-from .debpkg import resolve_kernel, sha256_file
-from .errors import ImageError
-from .vuln_debs import ensure_headers, extract_mlx5_tree, fetch_source
-from .vuln_edits import VARIANT_B, apply_edits, recipe_digest
-from .vuln_kbuild import MAKE_VARS, STRIP_ARGS, kbuild, modinfo, strip_copy
+from ..cache import cache_dir, cache_lock
+from ..debpkg import resolve_kernel, sha256_file
+from ..errors import ImageError
+from .debs import ensure_headers, extract_mlx5_tree, fetch_source
+from .edits import VARIANT_B, apply_edits, recipe_digest
+from .kbuild import MAKE_VARS, STRIP_ARGS, kbuild, modinfo, strip_copy
 
 __all__ = ["VulnerableModule", "build_vulnerable_module"]
 

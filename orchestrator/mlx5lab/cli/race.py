@@ -12,10 +12,10 @@ from mlx5image.build import ensure_image
 from mlx5image.cache import cache_dir
 from mlx5image.variants import VARIANTS, ensure_variant
 
-from .campaign import EXIT_CLEAN, EXIT_FOUND, Campaign, CampaignSpec, print_progress
-from .evidence import IterationResult
-from .scenarios.reboot_race import RaceParams, run_iteration
-from .triage.background import BackgroundTriage
+from ..campaign.campaign import EXIT_CLEAN, EXIT_FOUND, Campaign, CampaignSpec, print_progress
+from ..campaign.evidence import IterationResult
+from ..scenarios.reboot_race import RaceParams, run_iteration
+from ..triage.background import BackgroundTriage
 
 READER_ATTRS = ("speed", "duplex")
 

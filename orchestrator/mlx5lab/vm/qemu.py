@@ -10,7 +10,7 @@ from pathlib import Path
 
 from mlx5image.cache import cache_dir
 
-from . import Mlx5LabError
+from .. import Mlx5LabError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "qemu-device" / "build-qemu.sh"

@@ -21,12 +21,12 @@ import paramiko
 
 from mlx5image.build import GuestImage
 
-from . import Mlx5LabError
+from .. import Mlx5LabError
 from .accel import choose_accel
 from .card import CardConfig, CardServer
 from .console import INIT_MARKER, PORTS_MARKER, SSH_MARKER, count_markers, extract_oops, oops_title
 from .process import dies_with_parent
-from .qemu_binary import QBOOT, find_qemu, firmware_args
+from .qemu import QBOOT, find_qemu, firmware_args
 from .qmp import QmpConnection
 from .ssh import CommandResult, GuestShell
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .triage.report import TRIAGE_MD, group_by_signature, triage_path
+from ..triage.report import TRIAGE_MD, group_by_signature, triage_path
 
 
 def _progress(msg: str) -> None:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .card import ControlClient
+from ..vm.card import ControlClient
 
 
 def _value(text: str) -> Any:

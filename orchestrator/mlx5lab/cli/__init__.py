@@ -14,7 +14,11 @@ from types import FrameType
 
 from mlx5image.build import GuestImage, ImageError, ensure_image
 
-from . import Mlx5LabError, controlcmd, racecmd, tracecmd, triagecmd
+from .. import Mlx5LabError
+from . import control as controlcmd
+from . import race as racecmd
+from . import trace as tracecmd
+from . import triage as triagecmd
 
 
 def _progress(msg: str) -> None:
@@ -33,7 +37,7 @@ def cmd_image(args: argparse.Namespace) -> int:
 
         print(ensure_variant(img, variant, progress=_progress).initrd.parent)
     if args.debuginfo:
-        from .triage.debuginfo import fetch_debuginfo
+        from ..triage.debuginfo import fetch_debuginfo
 
         print(fetch_debuginfo(img.kernel_release, progress=_progress).vmlinux.parent)
     return 0
@@ -42,7 +46,7 @@ def cmd_image(args: argparse.Namespace) -> int:
 def cmd_boot(args: argparse.Namespace) -> int:
     from mlx5dev.card import CardConfig
 
-    from .machine import Machine, MachineConfig
+    from ..vm.machine import Machine, MachineConfig
 
     img = _image(args)
     card = None if args.no_card else CardConfig.from_speeds(args.speeds)
@@ -62,7 +66,7 @@ def cmd_boot(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_boot(args: argparse.Namespace) -> int:
-    from .bench import bench_boot
+    from ..bench import bench_boot
 
     img = _image(args)
     _progress(f"{args.runs} boots of {img.kernel_release}")
@@ -73,7 +77,7 @@ def cmd_bench_boot(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_device(args: argparse.Namespace) -> int:
-    from .bench import bench_device
+    from ..bench import bench_device
 
     img = _image(args)
     _progress(f"{args.runs} boots with a card of {len(args.speeds)} functions")
@@ -87,7 +91,7 @@ def cmd_bench_race(args: argparse.Namespace) -> int:
 
     from mlx5image.variants import ensure_variant
 
-    from .bench import bench_race
+    from ..bench import bench_race
 
     img = ensure_variant(_image(args), args.variant, progress=_progress)
     _progress(f"{args.runs} race iterations, variant {args.variant}")

@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from . import Mlx5LabError
+from .. import Mlx5LabError
+from ..scenarios.reboot_race import RaceParams
 from .evidence import IterationResult
-from .scenarios.reboot_race import RaceParams
 
 OUTCOMES = ("clean", "panic", "hang", "infra")
 EXIT_CLEAN, EXIT_FOUND, EXIT_INFRA = 0, 1, 3

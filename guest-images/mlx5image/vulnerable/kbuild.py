@@ -10,8 +10,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .errors import ImageError
-from .hosttools import find_tool, require_tool, run
+from ..errors import ImageError
+from ..hosttools import find_tool, require_tool, run
 
 # What decides the build besides sources and headers (part of the recipe digest; -j is not).
 MAKE_VARS: tuple[str, ...] = ("CONFIG_MLX5_CORE=m",)

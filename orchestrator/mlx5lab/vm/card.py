@@ -17,7 +17,7 @@ from typing import Any
 
 from mlx5dev.card import CardConfig
 
-from . import Mlx5LabError
+from .. import Mlx5LabError
 from .process import dies_with_parent
 
 
