@@ -9,8 +9,10 @@ from pathlib import Path
 
 from mlx5image.build import GuestImage
 
-from .campaign.evidence import IterationResult
-from .scenarios.reboot_race import run_iteration
+from .campaign.outcome import IterationResult
+from .campaign.scenario import IterationPlan
+from .rundir import RunDir
+from .vm.console import PORTS_MARKER
 from .vm.machine import Machine, MachineConfig
 
 
@@ -78,8 +80,6 @@ def bench_device(image: GuestImage, runs: int, speeds: list[int]) -> DeviceFigur
     from mlx5dev.card import CardConfig
     from mlx5dev.mlx5.trace import read_trace
 
-    from .vm.console import PORTS_MARKER
-
     ports: list[float] = []
     latencies: list[float] = []
     rates: list[float] = []
@@ -104,15 +104,18 @@ def bench_device(image: GuestImage, runs: int, speeds: list[int]) -> DeviceFigur
 
 def bench_race(image: GuestImage, runs: int, folder: Path) -> tuple[Spread, dict[str, int]]:
     """A campaign of ``runs`` iterations on ``image``; per iteration, boot-to-verdict seconds."""
-    from .campaign.campaign import Campaign, CampaignSpec
+    from .campaign.campaign import Campaign
+    from .campaign.spec import CampaignSpec
 
     campaign = Campaign.create(folder, CampaignSpec(kernel=None, variant=image.variant, iterations=runs, seed=1))
+    scenario = campaign.spec.make_scenario()
     durations: list[float] = []
 
-    def one(i: int, delay: float, f: Path) -> IterationResult:
-        r = run_iteration(image, campaign.spec.race, i, delay, f)
+    def one(plan: IterationPlan, f: RunDir) -> IterationResult:
+        r = scenario.run_iteration(image, plan, f)
         durations.append(r.duration_s)
-        print(f"  iteration {i}/{runs}: {r.outcome} in {r.duration_s:.2f} s", file=sys.stderr, flush=True)
+        print(f"  iteration {plan.iteration}/{runs}: {r.outcome} in {r.duration_s:.2f} s", file=sys.stderr,
+              flush=True)
         return r
 
     campaign.run(one)

@@ -1,7 +1,7 @@
 """The device server: ``python -m mlx5dev serve --dir DIR [--card JSON]``.
 
-Creates ``DIR/fn<i>.sock`` (one vfio-user socket per function), ``DIR/control.sock`` (the control
-channel) and ``DIR/trace-fn<i>.jsonl`` (the command traces); runs until SIGTERM or SIGINT.
+Creates the vfio-user sockets, the control socket and the command traces named in :mod:`mlx5dev.rundir`;
+runs until SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -15,13 +15,14 @@ from pathlib import Path
 
 from .card import Card, CardConfig
 from .control import ControlServer
+from .rundir import CardDir
 
 
 def serve(args: argparse.Namespace) -> int:
     config = CardConfig.from_json(args.card) if args.card else CardConfig()
     args.dir.mkdir(parents=True, exist_ok=True)
     card = Card(config, args.dir)
-    control = ControlServer(card, args.dir / "control.sock")
+    control = ControlServer(card, CardDir(args.dir).control_socket)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

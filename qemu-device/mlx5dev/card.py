@@ -17,6 +17,7 @@ from .mlx5.config import FunctionConfig
 from .mlx5.device import Mlx5Function
 from .mlx5.trace import CommandTrace
 from .pci import PciFunction, PciFunctionConfig
+from .rundir import CardDir
 from .vfio_user import VfioUserServer
 
 log = logging.getLogger("mlx5dev.card")
@@ -56,11 +57,11 @@ class Card:
 
     def __init__(self, config: CardConfig, run_dir: Path) -> None:
         self.config = config
-        self.run_dir = run_dir
+        self.run_dir = CardDir(run_dir)
         self.functions: list[Mlx5Function | None] = [None] * len(config.functions)
         self.servers: list[VfioUserServer] = []
         for i in range(len(config.functions)):
-            self.servers.append(VfioUserServer(run_dir / f"fn{i}.sock", self._factory(i)))
+            self.servers.append(VfioUserServer(self.run_dir.function_socket(i), self._factory(i)))
 
     def _factory(self, i: int):  # noqa: ANN202 - a FunctionFactory closure
         spec = self.config.functions[i]
@@ -71,7 +72,7 @@ class Card:
                                 bar0_size=pci_cfg.msix_table_offset)  # UARs stay below MSI-X
 
         def make(memory: GuestMemory, irq: InterruptSink) -> PciFunction:
-            trace = CommandTrace(self.run_dir / f"trace-fn{i}.jsonl")
+            trace = CommandTrace(self.run_dir.trace(i))
             fn = Mlx5Function(fn_cfg, memory, irq, trace)
             self.functions[i] = fn
             return PciFunction(pci_cfg, fn)

@@ -9,8 +9,11 @@ from xml.etree import ElementTree as ET
 import pytest
 
 from mlx5lab import Mlx5LabError
-from mlx5lab.campaign.campaign import EXIT_CLEAN, EXIT_FOUND, EXIT_INFRA, Campaign, CampaignSpec
-from mlx5lab.campaign.evidence import IterationResult
+from mlx5lab.campaign.campaign import EXIT_CLEAN, EXIT_FOUND, EXIT_INFRA, Campaign
+from mlx5lab.campaign.outcome import RESULT_SCHEMA, IterationResult, Outcome
+from mlx5lab.campaign.scenario import IterationPlan
+from mlx5lab.campaign.spec import CampaignSpec
+from mlx5lab.rundir import RunDir
 
 
 def spec(n: int = 4, seed: int = 7) -> CampaignSpec:
@@ -18,10 +21,11 @@ def spec(n: int = 4, seed: int = 7) -> CampaignSpec:
 
 
 def fake_run(outcomes: dict[int, str], calls: list[int]):
-    def run(i: int, delay: float, folder: Path) -> IterationResult:
+    def run(plan: IterationPlan, folder: RunDir) -> IterationResult:
+        i = plan.iteration
         calls.append(i)
-        (folder / "console.log").write_text(f"iteration {i}\n")
-        r = IterationResult(iteration=i, outcome=outcomes.get(i, "clean"), delay_s=delay,
+        folder.console.write_text(f"iteration {i}\n")
+        r = IterationResult(iteration=i, outcome=Outcome(outcomes.get(i, "clean")), delay_s=plan.delay_s,
                             title="general protection fault" if outcomes.get(i) == "panic" else "")
         r.write(folder)
         return r
@@ -60,11 +64,11 @@ def test_resume_after_a_kill_mid_iteration(tmp_path: Path) -> None:
     calls: list[int] = []
     inner = fake_run({1: "panic"}, calls)
 
-    def killed_in_third(i: int, delay: float, f: Path) -> IterationResult:
-        if i == 3:
-            (f / "console.log").write_text("half an iteration\n")
+    def killed_in_third(plan: IterationPlan, f: RunDir) -> IterationResult:
+        if plan.iteration == 3:
+            f.console.write_text("half an iteration\n")
             raise KeyboardInterrupt
-        return inner(i, delay, f)
+        return inner(plan, f)
 
     c = Campaign.create(folder, spec())
     with pytest.raises(KeyboardInterrupt):
@@ -91,3 +95,39 @@ def test_create_refuses_an_existing_campaign_and_resume_needs_one(tmp_path: Path
         Campaign.create(tmp_path / "c", spec())
     with pytest.raises(Mlx5LabError, match="not a campaign"):
         Campaign.resume(tmp_path / "nothing")
+
+
+def test_journal_entries_are_whole_results_with_a_schema(tmp_path: Path) -> None:
+    c = Campaign.create(tmp_path / "c", spec(2))
+    c.run(fake_run({2: "panic"}, []))
+    lines = [json.loads(x) for x in (tmp_path / "c" / "journal.jsonl").read_text().splitlines()]
+    assert [x["schema"] for x in lines] == [RESULT_SCHEMA, RESULT_SCHEMA]
+    assert lines[1]["outcome"] == "panic" and lines[1]["dir"] == "iter-0002"
+    back = Campaign.resume(tmp_path / "c").results
+    assert back[2] == c.results[2] and back[2].outcome is Outcome.PANIC
+
+
+def test_journal_of_the_first_schema_reads_back(tmp_path: Path) -> None:
+    """A campaign written before results had a schema (subset of fields, "race" parameters) resumes."""
+    folder = tmp_path / "old"
+    folder.mkdir()
+    old_spec = {"kernel": "6.1.0-56-amd64", "variant": "vulnerable", "iterations": 3, "seed": 1,
+                "delay_min_s": 0.2, "delay_max_s": 1.5,
+                "race": {"speeds": [100000, 25000], "readers": ["speed"], "threads": 4, "hang_timeout_s": 30.0,
+                         "faults": []}}
+    (folder / "campaign.json").write_text(json.dumps(old_spec))
+    (folder / "journal.jsonl").write_text(json.dumps(
+        {"iteration": 1, "outcome": "panic", "delay_s": 0.5, "title": "general protection fault in x",
+         "signature": "ab", "detail": "", "duration_s": 8.0, "dir": "iter-0001"}) + "\n")
+    c = Campaign.resume(folder)
+    assert c.spec.scenario == "reboot-race" and c.spec.params["threads"] == 4
+    assert c.results[1].outcome is Outcome.PANIC and c.results[1].title == "general protection fault in x"
+    assert c.pending() == [2, 3]
+
+
+def test_spec_records_every_parameter_and_rejects_unknown_scenarios() -> None:
+    assert spec().params["readers"] == ["speed"]  # the scenario's defaults, written to campaign.json
+    with pytest.raises(Mlx5LabError, match="unknown scenario"):
+        CampaignSpec(kernel=None, variant="stock", iterations=1, seed=1, scenario="no-such-thing")
+    with pytest.raises(Mlx5LabError, match="bad parameters"):
+        CampaignSpec(kernel=None, variant="stock", iterations=1, seed=1, params={"no_such_param": 1})

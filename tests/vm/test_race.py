@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from mlx5lab.campaign.campaign import CampaignSpec
+from mlx5lab.campaign.spec import CampaignSpec
 
 from .test_boot import assert_closed_in_order, qemu_processes_mentioning
 

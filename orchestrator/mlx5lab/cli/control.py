@@ -7,6 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from mlx5dev.rundir import CardDir
+
+from ..rundir import RunDir
 from ..vm.card import ControlClient
 
 
@@ -21,8 +24,8 @@ def _value(text: str) -> Any:
 def cmd_control(args: argparse.Namespace) -> int:
     socket_path: Path = args.socket
     if socket_path.is_dir():  # a run folder or its card/ folder
-        socket_path = next((p for p in (socket_path / "control.sock", socket_path / "card" / "control.sock")
-                            if p.exists()), socket_path / "control.sock")
+        candidates = (CardDir(socket_path).control_socket, RunDir(socket_path).card.control_socket)
+        socket_path = next((p for p in candidates if p.exists()), candidates[0])
     fields: dict[str, Any] = {}
     for item in args.fields:
         key, sep, value = item.partition("=")

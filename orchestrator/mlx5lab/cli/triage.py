@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
 from ..triage.report import TRIAGE_MD, group_by_signature, triage_path
-
-
-def _progress(msg: str) -> None:
-    print(f"[mlx5lab] {msg}", file=sys.stderr, flush=True)
+from . import common
 
 
 def cmd_triage(args: argparse.Namespace) -> int:
     results = triage_path(args.path, vmcore=not args.no_vmcore, fetch_debuginfo=args.fetch_debuginfo,
-                          progress=_progress)
+                          progress=common.progress)
     if not results:
         print(f"{args.path}: no crashed iteration to triage")
         return 0

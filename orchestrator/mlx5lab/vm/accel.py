@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -19,9 +18,10 @@ from mlx5image.build import GuestImage
 from mlx5image.cache import cache_dir
 
 from .. import Mlx5LabError
+from ..rundir import RunDir, atomic_write_json, read_text
 from .console import INIT_MARKER
-from .process import dies_with_parent
-from .qemu import QBOOT, firmware_args
+from .process import ChildProcess
+from .qemu import guest_args
 
 log = logging.getLogger("mlx5lab.accel")
 PROBE_TIMEOUT = 10.0
@@ -37,23 +37,19 @@ def _boot_id() -> str:
 def probe_kvm(qemu: Path, image: GuestImage, timeout: float = PROBE_TIMEOUT) -> bool:
     """Boot ``image`` under KVM; True if its init marker appears within ``timeout`` seconds."""
     with tempfile.TemporaryDirectory(prefix="mlx5lab-kvm-probe-") as tmp:
-        console = Path(tmp) / "console.log"
-        args = [str(qemu), *firmware_args(), "-accel", "kvm", "-cpu", "max", "-m", "512M",
-                "-machine", "q35", "-bios", str(QBOOT), "-display", "none", "-nodefaults",
-                "-no-user-config", "-kernel", str(image.kernel), "-initrd", str(image.initrd),
-                "-append", f"{image.cmdline} mlx5lab.probe=1", "-serial", f"file:{console}"]
-        proc = subprocess.Popen(dies_with_parent(args), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True)
+        console = Path(tmp) / RunDir.CONSOLE
+        args = guest_args(qemu, accel="kvm", kernel=image.kernel, initrd=image.initrd,
+                          cmdline=f"{image.cmdline} mlx5lab.probe=1", console=console, memory_mb=512)
+        child = ChildProcess(args, None).start()
         try:
             deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and proc.poll() is None:
-                if console.exists() and INIT_MARKER in console.read_text(errors="replace"):
+            while time.monotonic() < deadline and child.alive():
+                if INIT_MARKER in read_text(console):
                     return True
                 time.sleep(0.1)
             return False
         finally:
-            proc.kill()
-            proc.wait()
+            child.stop(grace_s=0, terminate=False)
 
 
 def choose_accel(qemu: Path, image: GuestImage) -> str:
@@ -75,7 +71,5 @@ def choose_accel(qemu: Path, image: GuestImage) -> str:
         # Verdicts of earlier host boots are stale: keep this boot's only.
         verdicts = {k: v for k, v in verdicts.items() if k.startswith(_boot_id() + "|")}
         verdicts[key] = probe_kvm(qemu, image)
-        tmp = verdict_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(verdicts))
-        tmp.replace(verdict_file)
+        atomic_write_json(verdict_file, verdicts)
     return "kvm" if verdicts[key] else "tcg"

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from mlx5dev.card import CardConfig
+from mlx5dev.rundir import CardDir
 
 from .. import Mlx5LabError
-from .process import dies_with_parent
+from .process import ChildProcess
 
 
 class ControlClient:
@@ -63,35 +63,31 @@ class ControlClient:
 
 
 class CardServer:
-    """A running device-server process for one card."""
+    """A running device-server process for one card, in its folder (names in :mod:`mlx5dev.rundir`)."""
 
     def __init__(self, spec: CardConfig, run_dir: Path) -> None:
         self.spec = spec
+        self.dir = CardDir(run_dir)
         self.run_dir = run_dir
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.control = ControlClient(run_dir / "control.sock")
+        self.child: ChildProcess | None = None
+        self.control = ControlClient(self.dir.control_socket)
 
     def function_socket(self, i: int) -> Path:
-        return self.run_dir / f"fn{i}.sock"
+        return self.dir.function_socket(i)
 
     def trace_file(self, i: int) -> Path:
-        return self.run_dir / f"trace-fn{i}.jsonl"
+        return self.dir.trace(i)
 
     def start(self, timeout: float = 20.0) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        want = [self.function_socket(i) for i in range(len(self.spec.functions))] + [self.control.path]
+        want = self.dir.sockets(len(self.spec.functions))
         for stale in want:  # left by a killed run in a kept folder: they would pass for readiness
             stale.unlink(missing_ok=True)
-        log = open(self.run_dir / "device-server.log", "wb")  # noqa: SIM115 - lives as long as the server
-        self.proc = subprocess.Popen(
-            dies_with_parent([sys.executable, "-m", "mlx5dev", "serve", "--dir", str(self.run_dir),
-                              "--card", self.spec.to_json()]),
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-        )
-        log.close()
+        self.child = ChildProcess([sys.executable, "-m", "mlx5dev", "serve", "--dir", str(self.run_dir),
+                                   "--card", self.spec.to_json()], self.dir.log).start()
         deadline = time.monotonic() + timeout
         while not all(p.exists() for p in want):
-            if self.proc.poll() is not None:
+            if not self.child.alive():
                 raise Mlx5LabError(f"device server exited at start: {self.log_tail()}")
             if time.monotonic() > deadline:
                 self.stop()
@@ -99,14 +95,10 @@ class CardServer:
             time.sleep(0.02)
 
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.child is not None and self.child.alive()
 
     def log_tail(self, lines: int = 20) -> str:
-        try:
-            text = (self.run_dir / "device-server.log").read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return self.child.log_tail(lines) if self.child else ""
 
     def qemu_args(self, bus_chassis: int = 1) -> list[str]:
         """Root port plus one vfio-user-pci device per function, all in slot 0 of that port."""
@@ -123,16 +115,9 @@ class CardServer:
         return args
 
     def stop(self) -> None:
-        if self.proc is None:
+        if self.child is None:
             return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        self.proc = None
-        for i in range(len(self.spec.functions)):
-            self.function_socket(i).unlink(missing_ok=True)
-        self.control.path.unlink(missing_ok=True)
+        self.child.stop()
+        self.child = None
+        for sock in self.dir.sockets(len(self.spec.functions)):
+            sock.unlink(missing_ok=True)

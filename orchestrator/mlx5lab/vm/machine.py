@@ -10,28 +10,33 @@ from __future__ import annotations
 import logging
 import shutil
 import socket
-import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import paramiko
 
 from mlx5image.build import GuestImage
 
 from .. import Mlx5LabError
+from ..rundir import RunDir, read_text
 from .accel import choose_accel
 from .card import CardConfig, CardServer
-from .console import INIT_MARKER, PORTS_MARKER, SSH_MARKER, count_markers, extract_oops, oops_title
-from .process import dies_with_parent
-from .qemu import QBOOT, find_qemu, firmware_args
-from .qmp import QmpConnection
+from .console import INIT_MARKER, PORTS_MARKER, SSH_MARKER, count_markers
+from .process import ChildProcess
+from .qemu import find_qemu, guest_args
+from .qmp import QmpConnection, QmpEvent
 from .ssh import CommandResult, GuestShell
+
+if TYPE_CHECKING:
+    from ..crash import CrashReport
 
 log = logging.getLogger("mlx5lab.machine")
 BOOT_MARKERS = (INIT_MARKER, PORTS_MARKER, SSH_MARKER)
+PANIC_LINE = "Kernel panic - not syncing"  # kernel/panic.c: panic(), the last report line before panic=pause
 
 
 def free_port() -> int:
@@ -68,9 +73,10 @@ class Machine:
         self._tmp = None if config.workdir else tempfile.mkdtemp(prefix="mlx5lab-")
         self.workdir = Path(config.workdir or self._tmp or ".")
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.console_log = self.workdir / "console.log"
-        self.qmp_socket = self.workdir / "qmp.sock"
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.dir = RunDir(self.workdir)
+        self.console_log = self.dir.console
+        self.qmp_socket = self.dir.qmp_socket
+        self.qemu: ChildProcess | None = None
         self.qmp: QmpConnection | None = None
         self.shell: GuestShell | None = None
         self.ssh_port = 0
@@ -97,16 +103,10 @@ class Machine:
     def qemu_args(self, qemu: Path) -> list[str]:
         img = self.config.image
         cmdline = " ".join(filter(None, [img.cmdline, self.config.extra_cmdline]))
-        mem = f"{self.config.memory_mb}M"
-        accel = self.accel
         return [
-            str(qemu), *firmware_args(),
-            "-accel", accel, "-cpu", "max", "-smp", str(self.config.cpus), "-m", mem,
-            "-object", f"memory-backend-memfd,id=mem,size={mem},share=on",
-            "-machine", "q35,memory-backend=mem", "-bios", str(QBOOT),
-            "-display", "none", "-nodefaults", "-no-user-config",
-            "-kernel", str(img.kernel), "-initrd", str(img.initrd), "-append", cmdline,
-            "-serial", f"file:{self.console_log}",
+            *guest_args(qemu, accel=self.accel, kernel=img.kernel, initrd=img.initrd, cmdline=cmdline,
+                        console=self.console_log, memory_mb=self.config.memory_mb, cpus=self.config.cpus,
+                        shared_memory=True),
             "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22",
             "-device", "virtio-net-pci,netdev=n0,romfile=",
             "-device", "pvpanic", "-device", "vmcoreinfo", "-action", "panic=pause",
@@ -127,24 +127,19 @@ class Machine:
         qemu = find_qemu()
         self.accel = self.config.accel or choose_accel(qemu, self.config.image)
         if self.config.card is not None:
-            self.card = CardServer(self.config.card, self.workdir / "card")
+            self.card = CardServer(self.config.card, self.dir.card.path)
             self.add_cleanup(self.card.stop)
             self.card.start()  # the device server listens before QEMU connects
         for attempt in range(3):
             self.ssh_port = free_port()
-            args = self.qemu_args(qemu)
-            log.debug("starting %s", " ".join(args))
             self.started_at = time.monotonic()
-            stderr = open(self.workdir / "qemu.stderr", "wb")  # noqa: SIM115 - lives as long as QEMU
-            self.proc = subprocess.Popen(dies_with_parent(args), stdin=subprocess.DEVNULL, stdout=stderr,
-                                         stderr=stderr, start_new_session=True)
-            stderr.close()
+            self.qemu = ChildProcess(self.qemu_args(qemu), self.dir.qemu_stderr).start()
             try:
                 self.qmp = QmpConnection(self.qmp_socket)
-                self.qmp.connect(timeout=15, alive=lambda: self.proc is not None and self.proc.poll() is None)
+                self.qmp.connect(timeout=15, alive=self.alive)
                 return
             except ConnectionError as exc:
-                err = (self.workdir / "qemu.stderr").read_text(errors="replace")
+                err = read_text(self.dir.qemu_stderr)
                 self._stop_qemu()
                 if "host forwarding" in err and attempt < 2:
                     continue  # the free port was taken in between: try another
@@ -155,20 +150,16 @@ class Machine:
             self.shell.close()
             self.shell = None
         if self.qmp is not None:
-            if self.proc is not None and self.proc.poll() is None:
+            if self.alive():
                 try:
                     self.qmp.execute("quit", timeout=5)
                 except Exception as exc:
                     log.debug("QMP quit: %r", exc)
             self.qmp.close()
             self.qmp = None
-        if self.proc is not None:
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-            self.proc = None
+        if self.qemu is not None:
+            self.qemu.stop(terminate=False)  # asked to quit over QMP; killed if it does not
+            self.qemu = None
         self.qmp_socket.unlink(missing_ok=True)
 
     def close(self) -> None:
@@ -188,13 +179,10 @@ class Machine:
 
     # -- observing the guest ----------------------------------------------------------------------
     def console_text(self) -> str:
-        try:
-            return self.console_log.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        return read_text(self.console_log)
 
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.qemu is not None and self.qemu.alive()
 
     def _scan_console(self) -> str:
         """Read the console and note when each boot marker was first seen (host time since start)."""
@@ -256,20 +244,45 @@ class Machine:
             raise Mlx5LabError("guest SSH is not connected (call wait_ssh first)")
         self.shell.start(command)
 
+    def wait_event(self, names: Iterable[str], timeout: float, since: int = 0) -> QmpEvent | str | None:
+        """The first QMP event named in ``names`` after event index ``since``; a reason string if QEMU or
+        the device server died first; None on timeout. The one wait for a guest's verdict."""
+        assert self.qmp is not None
+        wanted = set(names)
+        deadline = time.monotonic() + timeout
+        while True:
+            ev = self.qmp.events.wait_for(wanted, timeout=max(0.0, min(0.2, deadline - time.monotonic())),
+                                          start=since)
+            if ev is not None:
+                return ev
+            if not self.alive():
+                return "QEMU exited"
+            if self.card is not None and not self.card.alive():
+                return "the device server exited"
+            if time.monotonic() >= deadline:
+                return None
+
     def wait_panic(self, timeout: float, since: int = 0) -> PanicReport | None:
         """The guest's next panic (QMP GUEST_PANICKED), with the oops cut from the console; None if none."""
-        assert self.qmp is not None
-        deadline = time.monotonic() + timeout
-        while (ev := self.qmp.events.wait_for({"GUEST_PANICKED"}, 0.2, start=since)) is None:
-            if not self.alive() or time.monotonic() > deadline:
-                return None
-        oops = ""
-        for _ in range(20):  # the console file may trail the event by a few writes
-            oops = extract_oops(self.console_text()) or ""
-            if "Kernel panic" in oops:
-                break
+        ev = self.wait_event({"GUEST_PANICKED"}, timeout, since)
+        if not isinstance(ev, QmpEvent):
+            return None
+        report = self.crash_after_event()
+        return PanicReport(ev.received, report.title if report else "", report.oops if report else "",
+                           self.console_log)
+
+    def crash_after_event(self, wait_s: float = 1.0) -> CrashReport | None:
+        """The crash report on the console after a panic event: the console file trails the event by a
+        few writes, so wait (up to ``wait_s``) for the report to be complete up to its panic line."""
+        from ..crash import crash_report
+
+        report = None
+        deadline = time.monotonic() + wait_s
+        while True:
+            report = crash_report(self.console_text())
+            if (report is not None and PANIC_LINE in report.oops) or time.monotonic() >= deadline:
+                return report
             time.sleep(0.05)
-        return PanicReport(ev.received, oops_title(oops), oops, self.console_log)
 
     def event_index(self) -> int:
         assert self.qmp is not None

@@ -1,4 +1,4 @@
-"""Find the QEMU that has the vfio-user-pci client, and decide between KVM and TCG."""
+"""Find the QEMU that has the vfio-user-pci client, and the command line every guest starts with."""
 
 from __future__ import annotations
 
@@ -57,3 +57,25 @@ def firmware_args() -> list[str]:
     for d in FIRMWARE_DIRS:
         args += ["-L", d]
     return args
+
+
+def guest_args(qemu: Path, *, accel: str, kernel: Path, initrd: Path, cmdline: str, console: Path,
+               memory_mb: int = 1024, cpus: int = 1, shared_memory: bool = False) -> list[str]:
+    """The QEMU command line that every guest of the project starts with (a Machine, the KVM probe).
+
+    q35 with qboot and a PVH (or bzImage) kernel booted directly, no display and no default devices, the
+    serial console into a file. ``shared_memory`` backs guest RAM with a shared memfd, which the
+    vfio-user client needs: it passes the memory's file descriptors to the device server (vfio-user spec,
+    "VFIO_USER_DMA_MAP"), which maps them to reach guest memory directly.
+    """
+    mem = f"{memory_mb}M"
+    machine = "q35,memory-backend=mem" if shared_memory else "q35"
+    return [
+        str(qemu), *firmware_args(),
+        "-accel", accel, "-cpu", "max", "-smp", str(cpus), "-m", mem,
+        *(["-object", f"memory-backend-memfd,id=mem,size={mem},share=on"] if shared_memory else []),
+        "-machine", machine, "-bios", str(QBOOT),
+        "-display", "none", "-nodefaults", "-no-user-config",
+        "-kernel", str(kernel), "-initrd", str(initrd), "-append", cmdline,
+        "-serial", f"file:{console}",
+    ]

@@ -1,0 +1,75 @@
+"""What every scenario's iteration does around its own part: boot the card, check it came up, record.
+
+:func:`run_guest_iteration` owns the iteration's life: a Machine in the iteration folder, a result that is
+``infra`` until the scenario decides otherwise, and whatever breaks afterwards only adds to ``detail`` (a
+kernel result is never turned into ``infra`` by a later failure of a status query or a dump).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from mlx5dev.card import CardConfig
+from mlx5image.build import GuestImage
+
+from .. import Mlx5LabError
+from ..campaign.evidence import keep_crash, kernel_identity
+from ..campaign.outcome import IterationResult, Outcome
+from ..campaign.scenario import IterationPlan
+from ..rundir import RunDir
+from ..vm.console import PORTS_MARKER
+from ..vm.machine import Machine, MachineConfig
+
+Body = Callable[[Machine, IterationResult], None]
+
+
+def run_guest_iteration(image: GuestImage, plan: IterationPlan, run: RunDir, card: CardConfig,
+                        body: Body, *, cmdline: str = "", boot_timeout: float = 90.0) -> IterationResult:
+    """Boot ``image`` with ``card`` in ``run``, wait for SSH and every port, then call ``body(m, result)``.
+
+    ``body`` decides the outcome (and keeps a crash's evidence with :func:`keep_crash`). The result,
+    with the device traces and the console named in ``files``, is written to result.json at the end.
+    """
+    result = IterationResult(iteration=plan.iteration, outcome=Outcome.INFRA, delay_s=plan.delay_s,
+                             identity=kernel_identity(image))
+    t0 = time.monotonic()
+    cfg = MachineConfig(image=image, card=card, workdir=run.path, extra_cmdline=cmdline)
+    try:
+        with Machine(cfg) as m:
+            try:
+                if boot_card(m, run, result, len(card.functions), boot_timeout):
+                    body(m, result)
+            finally:
+                if m.card is not None:
+                    result.files.update({f"trace_fn{i}": run.relative(m.card.trace_file(i))
+                                         for i in range(len(card.functions))})
+    except Exception as exc:  # noqa: BLE001 - whatever broke, the iteration ends with a recorded result
+        note = f"{type(exc).__name__}: {exc}"
+        if result.outcome is Outcome.INFRA and not result.detail:
+            result.detail = note
+        else:
+            result.detail = f"{result.detail}; after the verdict: {note}".lstrip("; ")
+    result.duration_s = round(time.monotonic() - t0, 3)
+    result.files["console"] = run.CONSOLE
+    result.write(run)
+    return result
+
+
+def boot_card(m: Machine, run: RunDir, result: IterationResult, functions: int, timeout: float) -> bool:
+    """Wait for SSH and for every mlx5 port; False (with the outcome and detail set) if the guest did not
+    come up. A panic while booting is a kernel result, with its evidence."""
+    try:
+        result.timings["ssh_ready_s"] = round(m.wait_ssh(timeout=timeout), 3)
+    except (TimeoutError, ConnectionError, OSError, Mlx5LabError) as exc:
+        if m.qmp is not None and m.qmp.events.wait_for({"GUEST_PANICKED"}, timeout=0) is not None:
+            result.outcome, result.detail = Outcome.PANIC, "the guest panicked while booting"
+            keep_crash(m, run, result, "panic while booting (no console report)")
+        else:
+            result.detail = f"SSH never came up: {exc}"
+        return False
+    ports_line = next((x for x in m.console_text().splitlines() if x.startswith(PORTS_MARKER)), "")
+    if len(ports_line.split()[2:]) != functions:
+        result.detail = f"the card did not come up: {ports_line or 'no ' + PORTS_MARKER + ' line'}"
+        return False
+    return True
