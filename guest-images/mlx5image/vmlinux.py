@@ -1,9 +1,11 @@
 """Recover the uncompressed ELF vmlinux from a bzImage, so QEMU can boot it through the PVH entry.
 
 Under TCG most of a bzImage boot is the in-guest XZ decompression; booting the ELF directly saves ~3 s
-per boot (measured, notes/guest-vmcore.md). The payload is located from the boot-protocol header when
-present, otherwise by scanning for compressor magics; every candidate must decompress to a complete
-stream whose output is an ELF, so stray magic bytes in the setup code are harmless.
+per boot (measured with QEMU 10.2.2, TCG, ``-cpu max``, Debian 6.1.0-56-amd64 and a busybox + dropbear
+initramfs: first SSH command ~5.9 s after QEMU starts with the bzImage, ~3.0 s with the PVH ELF).
+The payload is located from the boot-protocol header when present, otherwise by scanning for
+compressor magics; every candidate must decompress to a complete stream whose output is an ELF, so
+stray magic bytes in the setup code are harmless.
 """
 
 from __future__ import annotations

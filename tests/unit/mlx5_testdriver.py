@@ -336,7 +336,15 @@ class TestDriver:
         )
 
     def probe(self, num_comp_eqs: int = 2) -> None:
-        """mlx5_function_enable / open / init_once / load, as in notes §3.1."""
+        """The commands of mlx5_core's probe, in the order of 6.1's ``main.c``.
+
+        ``mlx5_function_enable`` (ENABLE_HCA, ``mlx5_core_set_issi``, boot pages), ``mlx5_function_open``
+        (``set_hca_ctrl``: HOST_ENDIANNESS; ``handle_hca_cap``: QUERY_HCA_CAP cur then max, SET_HCA_CAP;
+        init pages; INIT_HCA; ``mlx5_set_driver_version``; ``fw.c: mlx5_query_hca_caps``),
+        ``mlx5_init_once`` (``fw.c: mlx5_query_board_id``: QUERY_ADAPTER) and ``mlx5_load`` (ALLOC_UAR;
+        ``eq.c: create_async_eqs``: cmd EQ polled, then events mode for the async and pages EQs;
+        ``create_comp_eqs``; ``fs_core.c: create_anchor_flow_table`` at level 54).
+        """
         self.enable_cmdq()
         self.cmd(c.ENABLE_HCA_IN, {}, opcode=Op.ENABLE_HCA)
         issi = self.cmd(None, {}, c.QUERY_ISSI_OUT.size, opcode=Op.QUERY_ISSI)
@@ -367,7 +375,12 @@ class TestDriver:
         self.anchor = self.create_flow_table(level=54)
 
     def teardown(self) -> None:
-        """mlx5_unload + mlx5_function_teardown (notes §6.1): EQs, polling, UAR, TEARDOWN, DISABLE."""
+        """6.1's ``main.c: mlx5_unload`` + ``mlx5_function_teardown``: EQs, polling, UAR, TEARDOWN, DISABLE.
+
+        ``mlx5_fs_core_cleanup`` (anchor table), ``eq.c: mlx5_eq_table_destroy`` (completion EQs, then
+        ``destroy_async_eqs``: pages and async EQs, ``mlx5_cmd_use_polling``, cmd EQ), ``mlx5_put_uars_page``
+        (DEALLOC_UAR), ``fw.c: mlx5_cmd_teardown_hca``, ``mlx5_function_disable`` (DISABLE_HCA).
+        """
         self.destroy_flow_table(self.anchor)
         for eq in list(self.eqs.values()):
             if eq is not self.cmd_eq:
@@ -445,7 +458,14 @@ class TestDriver:
         return res.out[0x106:0x10C]
 
     def mlx5e_probe(self, nch: int = 1) -> None:
-        """mlx5e_probe up to register_netdev (notes §3.3), with a TTC-like steering tree."""
+        """6.1's ``en_main.c: mlx5e_probe`` up to ``register_netdev``, with a TTC-like steering tree.
+
+        ``mlx5e_build_nic_netdev`` (``mlx5e_set_netdev_dev_addr``: QUERY_NIC_VPORT_CONTEXT for the MAC),
+        ``mlx5e_resume``: ``en_common.c: mlx5e_create_mdev_resources`` (PD, transport domain, mkey), then
+        ``mlx5e_attach_netdev``: ``mlx5e_init_nic_tx`` (8 TISes), ``mlx5e_init_nic_rx`` (Q counters, drop
+        RQ, RQTs and TIRs, flow steering), ``mlx5e_nic_enable`` (PAOS down; ``mlx5e_set_netdev_mtu_boundaries``:
+        PMTU read; ``mlx5e_set_dev_port_mtu``: PMTU write, vport MTU set and read back).
+        """
         self.mac = self.query_mac()
         self.pd = self.id24(self.cmd(None, {}, 0x10, opcode=Op.ALLOC_PD))
         self.td = self.id24(self.cmd(None, {}, 0x10, opcode=Op.ALLOC_TRANSPORT_DOMAIN))
@@ -490,7 +510,14 @@ class TestDriver:
         self.hw_mtu = int.from_bytes(res.out[0x36:0x38], "big")
 
     def ifup(self) -> None:
-        """mlx5e_open for one channel (notes §3.4), then the async-ICOSQ NOP that schedules NAPI."""
+        """6.1's ``en_main.c: mlx5e_open`` for one channel, then the async-ICOSQ NOP that schedules NAPI.
+
+        ``mlx5e_open_channel`` -> ``mlx5e_open_queues`` (5 CQs; async ICOSQ, ICOSQ, TX and XDP-redirect SQs;
+        RQ), ``mlx5e_update_nic_rx`` (MODIFY_TIR), RQTs pointed at the channel, ``mlx5e_update_carrier``
+        (QUERY_VPORT_STATE), PAOS up. The order is simplified: the driver posts the NOP
+        (``en_txrx.c: mlx5e_trigger_irq`` from ``mlx5e_activate_channel``) before it switches the RQTs
+        (``mlx5e_activate_priv_channels``) and queries the carrier.
+        """
         eqn = self.comp_eqs[0].eqn
         self.cqs = [self.create_cq(eqn) for _ in range(5)]
         self.sqs = [self.create_sq(cqn, self.tises[0]) for cqn, _b, _d in self.cqs[:4]]
@@ -524,7 +551,12 @@ class TestDriver:
         return self.mem.read(buf + (pc % 64) * 64, 64)
 
     def ifdown_and_remove(self) -> None:
-        """mlx5e_close + mlx5e_remove cleanup (notes §6.1), every object destroyed in reverse."""
+        """6.1's ``en_main.c: mlx5e_close`` + ``mlx5e_remove`` cleanup, every object destroyed in reverse.
+
+        ``mlx5e_close`` (PAOS down, ``mlx5e_close_channels``), then ``mlx5e_suspend`` ->
+        ``mlx5e_detach_netdev`` (``mlx5e_cleanup_nic_rx``: flow steering, TIRs, RQTs, drop RQ, Q counters;
+        ``mlx5e_cleanup_nic_tx``: TISes) and ``en_common.c: mlx5e_destroy_mdev_resources`` (mkey, TD, PD).
+        """
         self.access_reg(Reg.PAOS, b"\x00\x01\x02\x00\x80\x00\x00\x00", 16, write=True)
         self.cmd(c.DESTROY_RQ_IN, {"rqn": self.rq}, opcode=Op.DESTROY_RQ)
         for sqn in self.sqs:

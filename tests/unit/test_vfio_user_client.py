@@ -45,7 +45,8 @@ from mlx5dev.vfio_user.protocol import (
     encode_message,
 )
 
-#: The capabilities QEMU 10.2.2's client proposes (docs/notes: measured).
+#: The capabilities QEMU 10.2.2's client proposes in VFIO_USER_VERSION: ``hw/vfio-user/proxy.c: caps_json``
+#: with the defaults of ``hw/vfio-user/protocol.h``; the same JSON was measured on the socket.
 QEMU_CAPS = {
     "capabilities": {
         "max_msg_fds": 16,

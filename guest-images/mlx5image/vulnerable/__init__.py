@@ -1,9 +1,10 @@
-"""``build_vulnerable_module``: Debian's mlx5_core with the Variant B edits (notes §7.3), the positive control.
+"""``build_vulnerable_module``: Debian's mlx5_core with the Variant B edits (``edits.py``), the positive control.
 
-The stock 6.1 driver survives ``reboot -f`` under concurrent ``speed`` reads (guards G1-G4); this build
-re-opens the seed's window: shutdown frees the command dma_pool while the netdev stays registered and
-present and cmd_exec no longer checks that the command interface is down. The freed pool pointer is
-poisoned, so the first read that reaches ``dma_pool_alloc`` takes a general protection fault.
+The stock 6.1 driver survives ``reboot -f`` under concurrent ``speed`` reads (guards G1-G4, see
+``edits.py``); this build re-opens the seed's window: shutdown frees the command dma_pool while the
+netdev stays registered and present and cmd_exec no longer checks that the command interface is down.
+The freed pool pointer is poisoned, so the first read that reaches ``dma_pool_alloc`` takes a general
+protection fault.
 
 Cached in ``cache_dir()/modules/<release>/vulnerable-<recipe digest>/``: rebuilt only when the edits, the
 build recipe or the kernel's package version change. A folder without a valid manifest (a failed or

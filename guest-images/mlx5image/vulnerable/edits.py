@@ -1,4 +1,30 @@
-"""The Variant B edits (notes §7.3) that turn Debian's mlx5_core into the positive control.
+"""The Variant B edits that turn Debian's mlx5_core into the positive control.
+
+The stock 6.1 driver cannot hit the seed's use-after-free (a ``speed`` read during ``reboot -f``
+allocating from the freed command ``dma_pool``) because of four guards, named G1-G4 in the edits'
+comments (paths under ``drivers/net/ethernet/mellanox/mlx5/core/`` unless given):
+
+- G1, pool lifetime: ``cmd.c: mlx5_cmd_init`` creates ``dev->cmd.pool`` at probe and only
+  ``cmd.c: mlx5_cmd_cleanup`` (from ``main.c: mlx5_mdev_uninit``: remove or probe error) destroys it;
+  shutdown never frees it.
+- G2, netdev unregistered first: ``main.c: shutdown`` runs ``mlx5_unload_one(dev, false)``, whose
+  ``dev.c: mlx5_detach_device`` deletes the eth auxiliary device, so ``en_main.c: mlx5e_remove`` calls
+  ``unregister_netdev`` (removing the sysfs files) before ``mlx5_unload`` and ``mlx5_function_teardown``.
+- G3, device present: ``en_main.c: mlx5e_nic_disable`` calls ``netif_device_detach``, and
+  ``net/ethtool/ioctl.c: __ethtool_get_link_ksettings`` returns -ENODEV for a detached netdev.
+- G4, command interface state: ``cmd.c: cmd_exec`` returns -ENXIO if ``mlx5_cmd_is_down`` (state DOWN
+  after ``main.c: mlx5_function_disable``, INTERNAL_ERROR after a fast teardown) before ``alloc_msg``
+  touches the pool.
+
+Variant B undoes all four in the ``mlx5_core`` module alone, so it runs on Debian's own kernel (no
+KASAN): ``cmd_exec`` keeps only the ``opcode_allowed`` check (G4; ``cmd_work_handler`` still refuses to
+ring the doorbell of a down interface); a new helper after ``mlx5_cmd_cleanup`` runs
+``destroy_msg_cache`` and ``dma_pool_destroy`` under ``rtnl_lock`` as 3.10's unload did, then (unless
+``CONFIG_KASAN``, which reports the use-after-free itself) poisons ``dev->cmd.pool`` with a non-canonical
+pointer, so the next ``dma_pool_alloc`` takes a general protection fault (G1);
+``shutdown`` calls ``mlx5_unload_one(dev, true)`` (``mlx5e_suspend``: detach only, the netdev stays
+registered, as in 3.10) then the helper and ``msleep(2000)`` so readers run on the freed pool before the
+restart (G2); ``mlx5e_nic_disable`` no longer calls ``netif_device_detach`` (G3).
 
 Each edit is an anchored text replacement: the anchor must occur exactly once in the file, else the
 build stops naming the edit, so a changed upstream source can never be patched in the wrong place.

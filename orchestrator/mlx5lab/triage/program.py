@@ -36,7 +36,7 @@ if not any(isinstance(f, _QuietFlattened) for f in logging.getLogger("drgn").fil
 def open_vmcore(vmcore: Path, debug_files: list[Path]) -> tuple[drgn.Program, list[str]]:
     """A new Program on ``vmcore`` with ``debug_files`` loaded, and warnings about debug info drgn lacks.
 
-    kdump files carry no architecture, so the platform is given (the notes' ``--architecture x86_64``).
+    kdump files carry no architecture, so the platform is given (what drgn's CLI option ``--architecture x86_64`` does).
     Each call makes its own Program: nothing is shared between concurrent triages.
     """
     prog = drgn.Program(X86_64)

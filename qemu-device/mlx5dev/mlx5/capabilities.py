@@ -1,9 +1,20 @@
 """The capability pages QUERY_HCA_CAP returns, and which GENERAL fields SET_HCA_CAP may change.
 
-Values follow the notes §3.2: the required bits for an Ethernet PF that mlx5e binds to, sizes a
-real ConnectX-5 would report, and 0 for every feature whose presence would make the 6.1 driver
-issue commands this model does not implement (eswitch, RoCE, ODP, PTP clock, PCAM/MCAM, ...).
+The values are: the required bits for an Ethernet PF that mlx5e binds to, sizes a real ConnectX-5
+would report, and 0 for every feature whose presence would make the 6.1 driver issue commands this
+model does not implement (eswitch, RoCE, ODP, PTP clock, PCAM/MCAM, ...).
 ``max`` and ``cur`` start identical and already hold what the driver's SET_HCA_CAP would write.
+
+The requirements, in the 6.1 source (under ``drivers/net/ethernet/mellanox/mlx5/core/``):
+``dev.c: mlx5_eth_supported`` creates the eth auxiliary device only with ``port_type`` ETH,
+``eth_net_offloads``, ``nic_flow_table``, ``csum_cap``, ``max_lso_cap``, ``vlan_cap``, ``rss_ind_tbl_cap``
+and ``max_ft_level >= 3`` (and warns without ``self_lb_en_modifiable`` or ``cq_moderation``);
+``fs_core.c: init_root_tree_recursive`` skips every prio whose ``min_ft_level`` exceeds ``max_ft_level``,
+and ``create_anchor_flow_table`` fails ``mlx5_load`` if the ANCHOR prio (``ANCHOR_MIN_LEVEL`` = 54) is
+missing; ``en_main.c: mlx5e_attach_netdev`` returns -EIO if ``max_wqe_sz_sq / 64 < MLX5E_MAX_TX_WQEBBS``
+(16); ``eq.c: mlx5_eq_table_create`` gives ``min(vectors, num_eqs - MLX5_MAX_ASYNC_EQS)`` completion EQs
+(4 async EQs with ``CONFIG_INFINIBAND_ON_DEMAND_PAGING``, as in Debian's config). The SET_HCA_CAP
+rewrites are ``main.c: handle_hca_cap``.
 """
 
 from __future__ import annotations
@@ -62,9 +73,17 @@ GENERAL = {
     "log_max_mcg": 21,
     "max_qp_mcg": 0xFC000,
     "max_tc": 0,  # 0: the driver assumes 8 traffic classes
-    # stays 0 on purpose (notes §3.2): vport_group_manager, eswitch_manager, ets, mcam_reg, pcam_reg,
+    # stays 0 on purpose: vport_group_manager, eswitch_manager, ets, mcam_reg, pcam_reg,
     # qcam_reg, debug, fast/force_teardown (from config), roce, atomic, qos, dct, striding_rq, pg,
     # uar_4k, hca_cap_2, general_obj_types, device_frequency_khz, cqe_compression, sf, ...
+    # Each makes the 6.1 driver query more capability pages or registers (fw.c: mlx5_query_hca_caps),
+    # issue more SET_HCA_CAPs (main.c: handle_hca_cap_atomic, _odp, _roce, handle_hca_cap_2), or start
+    # features this model does not answer: eswitch/LAG/DCB (vport_group_manager, eswitch_manager, ets,
+    # qos), the PTP clock (lib/clock.c: mlx5_init_clock), SW-ICM device memory (lib/dm.c:
+    # mlx5_dm_create), striding RQ (en_main.c: mlx5e_check_fragmented_striding_rq_cap), 4K UARs
+    # (uar.c: uars_per_sys_page, uar2pfn), the PTYS read of slow_pci_heuristic (cqe_compression, with
+    # vport_group_manager: en_main.c: mlx5e_build_nic_params), or the fast-teardown shutdown path
+    # (main.c: mlx5_try_fast_unload) instead of the full unload the race needs.
 }
 
 ETHERNET = {

@@ -1,6 +1,10 @@
 """The command queue: 32 slots of 64 bytes in guest memory, rung through the iseg doorbell.
 
-Life of a command (notes §2):
+Life of a command. The driver's side is ``drivers/net/ethernet/mellanox/mlx5/core/cmd.c``:
+``cmd_work_handler`` fills the entry, sets ``status_own`` to ``CMD_OWNER_HW``, and after a ``wmb()`` writes
+``1 << slot`` to the iseg doorbell; in polling mode ``poll_timeout`` spins until the ownership bit clears;
+``mlx5_cmd_comp_handler`` then copies the 16 inline output bytes and reads the delivery status
+(``status_own >> 1``). Here:
 
 1. ``doorbell()`` (transport thread): each bit marks its slot pending and queues a fetch job.
    A bit for a slot that is still pending is refused (traced); nothing else happens here.
@@ -11,10 +15,15 @@ Life of a command (notes §2):
    (blocks first, then the 16 inline bytes), release the slot, then write ``status_own`` with
    the ownership bit clear, and only then, in events mode, post the CMD EQE.
 
-Events-mode rules (notes §2.5) enforced here: a slot is completed at most once and only while
-pending; a CMD EQE is posted only if a cmd EQ existed before the command and still exists after
-it, and never for the CREATE_EQ that creates it, the DESTROY_EQ that destroys it, or a
-TEARDOWN_HCA FORCE_CLOSE (all three are polled by the driver).
+Events-mode rules enforced here: a slot is completed at most once and only while pending; a CMD
+EQE is posted only if a cmd EQ existed before the command and still exists after it, and never for
+the CREATE_EQ that creates it, the DESTROY_EQ that destroys it, or a TEARDOWN_HCA FORCE_CLOSE (all
+three are polled by the driver). Why, in the 6.1 source: ``cmd.c: mlx5_cmd_comp_handler`` handles an
+EQE for a slot that is no longer pending ("Command completion arrived after timeout") by dropping one
+more reference on ``cmd->ent_arr[i]``, so a stray or repeated EQE frees, or uses after free, the
+driver's command entry; ``eq.c: create_async_eqs`` creates the cmd EQ before ``mlx5_cmd_use_events``;
+``eq.c: destroy_async_eqs`` calls ``mlx5_cmd_use_polling`` before destroying it; and
+``fw.c: mlx5_cmd_force_teardown_hca`` uses ``mlx5_cmd_exec_polling``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The minimal data path (notes §3.4): every SQ doorbell is completed at once.
+"""The minimal data path: every SQ doorbell is completed at once.
 
 The doorbell (UAR + 0x800, 64-bit) is the first 8 bytes of the last posted WQE's control
 segment: ``opmod_idx_opcode`` (BE32, wqe index << 8 | opcode) and ``qpn_ds`` (BE32, sqn << 8 | ds).
@@ -7,6 +7,14 @@ walks its SQ from its consumer counter to ``wqe_counter``), so nothing is read f
 The CQE goes to the SQ's CQ, then a COMP EQE naming the CQ to the CQ's EQ, then its vector fires:
 this is what schedules NAPI after the NOP mlx5e posts when a channel opens, and what keeps the
 TX watchdog quiet if the guest sends packets (the packets themselves are dropped).
+
+The driver code this answers (under ``drivers/net/ethernet/mellanox/mlx5/core/``): the doorbell write is
+``en/txrx.h: mlx5e_notify_hw`` (``mlx5_write64`` of the control segment to ``sq->uar_map``, the bfreg
+at ``MLX5_BF_OFFSET`` 0x800 from ``uar.c: map_offset``); the CQE walk is ``en_tx.c: mlx5e_poll_tx_cq`` and
+``en_rx.c: mlx5e_poll_ico_cq``; the COMP EQE is read by ``eq.c: mlx5_eq_comp_int`` (``data.comp.cqn``);
+the NOP is ``en_txrx.c: mlx5e_trigger_irq``, posted by ``en_main.c: mlx5e_activate_channel`` through
+``mlx5e_trigger_napi_icosq``. Without its completion, ``en_main.c: mlx5e_activate_priv_channels`` waits in
+``mlx5e_wait_channels_min_rx_wqes`` for ``MLX5E_RQ_WQES_TIMEOUT`` (20 s) on every ifup, then carries on.
 """
 
 from __future__ import annotations

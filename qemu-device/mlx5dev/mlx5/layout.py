@@ -119,5 +119,12 @@ class Layout:
 
 
 def bits(dw: int, hi: int, lo: int) -> tuple[int, int]:
-    """``(bit_offset, width)`` of the notes' "dw X b[hi:lo]" notation."""
+    """``(bit_offset, width)`` of a field written "dw X b[hi:lo]" (``dw`` = X).
+
+    That notation names the big-endian 32-bit word at byte offset X and its bits ``hi`` down to ``lo``,
+    bit 31 being the most significant bit of byte X: the word that ``MLX5_GET``/``MLX5_SET``
+    (``include/linux/mlx5/device.h``) read and write with ``be32_to_cpu``/``cpu_to_be32``. In this
+    module's numbering (bit 0 = MSB of byte 0, as ``mlx5_ifc.h`` counts) the field starts at
+    ``8 * X + 31 - hi``; e.g. ``log_max_eq``, dw 0x1c b[3:0] of ``cmd_hca_cap``, is bit 0xfc, width 4.
+    """
     return dw * 8 + (31 - hi), hi - lo + 1

@@ -1,4 +1,10 @@
-"""Event queue commands: CREATE_EQ, DESTROY_EQ, QUERY_EQ (notes §3.1 #19-22)."""
+"""Event queue commands: CREATE_EQ, DESTROY_EQ, QUERY_EQ.
+
+As the 6.1 driver issues them (``drivers/net/ethernet/mellanox/mlx5/core/eq.c``): ``create_map_eq`` builds
+CREATE_EQ for the cmd, async and pages EQs (``create_async_eqs``, called from ``mlx5_load`` via
+``mlx5_eq_table_create``) and for the completion EQs (``create_comp_eqs``); ``mlx5_cmd_destroy_eq`` sends
+DESTROY_EQ; QUERY_EQ comes only from ``debugfs.c: eq_read_field``.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,17 @@
-"""HCA life cycle and function-level commands (notes §3.1, §4, §6)."""
+"""HCA life cycle and function-level commands.
+
+Where the 6.1 driver issues them (paths under ``drivers/net/ethernet/mellanox/mlx5/core/``):
+
+- ``main.c: mlx5_function_enable``: ENABLE_HCA, QUERY_ISSI/SET_ISSI (``mlx5_core_set_issi``), boot pages;
+- ``main.c: mlx5_function_open``: ``set_hca_ctrl``, SET_HCA_CAP (``handle_hca_cap``), init pages,
+  INIT_HCA (``fw.c: mlx5_cmd_init_hca``), ``mlx5_set_driver_version``, ``fw.c: mlx5_query_hca_caps``;
+- ``main.c: mlx5_init_once``: QUERY_ADAPTER (``fw.c: mlx5_query_board_id``);
+- ``main.c: mlx5_load``: ALLOC_UAR (``uar.c: mlx5_get_uars_page``);
+- pages: ``pagealloc.c: mlx5_satisfy_startup_pages``, ``give_pages``, ``reclaim_pages``;
+- teardown: ``main.c: mlx5_function_teardown`` (TEARDOWN_HCA in ``fw.c: mlx5_cmd_teardown_hca``, then
+  ``mlx5_function_disable``: page reclaim and DISABLE_HCA) and ``main.c: mlx5_try_fast_unload``
+  (``fw.c: mlx5_cmd_fast_teardown_hca``, then ``mlx5_cmd_force_teardown_hca``).
+"""
 
 from __future__ import annotations
 

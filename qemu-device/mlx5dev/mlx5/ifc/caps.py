@@ -1,6 +1,8 @@
 """HCA capability pages returned by QUERY_HCA_CAP (``cmd_hca_cap``, ethernet offloads, NIC flow table).
 
-Only the fields the 6.1 driver looks at (or that the notes say must stay 0) are declared.
+Only the fields the 6.1 driver looks at (or that ``capabilities.py`` must keep 0) are declared; offsets
+and widths are those of ``struct mlx5_ifc_cmd_hca_cap_bits``, ``mlx5_ifc_per_protocol_networking_offload_caps_bits``
+and ``mlx5_ifc_flow_table_nic_cap_bits`` in ``include/linux/mlx5/mlx5_ifc.h``.
 """
 
 from ..layout import Layout

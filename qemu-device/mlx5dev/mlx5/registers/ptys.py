@@ -1,4 +1,11 @@
-"""PTYS (0x5004): port speeds; the register behind ``cat /sys/class/net/<if>/speed`` (notes §5)."""
+"""PTYS (0x5004): port speeds; the register behind ``cat /sys/class/net/<if>/speed``.
+
+The read path in 6.1: ``net/core/net-sysfs.c: speed_show`` -> ``net/ethtool/ioctl.c:
+__ethtool_get_link_ksettings`` -> ``drivers/net/ethernet/mellanox/mlx5/core/en_ethtool.c:
+mlx5e_ethtool_get_link_ksettings`` -> ``port.c: mlx5_query_port_ptys`` (ACCESS_REG read, ``proto_mask``
+``MLX5_PTYS_EN``, ``local_port`` 1). The register layout is ``struct mlx5_ifc_ptys_reg_bits`` in
+``include/linux/mlx5/mlx5_ifc.h``.
+"""
 
 from __future__ import annotations
 
