@@ -179,27 +179,32 @@ def resolve_kernel(
 
 
 def fetch(pkg: KernelPackage, debs_dir: Path, progress: Callable[[str], None]) -> Path:
-    """Path of the package's .deb, downloading it into ``debs_dir`` (kept across builds) if needed.
+    """Path of the kernel package's .deb, downloading it into ``debs_dir`` (kept across builds) if needed."""
+    if pkg.deb is not None:
+        return pkg.deb
+    return download(pkg.package, pkg.version, "amd64", pkg.expected_sha256, debs_dir, progress)
+
+
+def download(package: str, version: str, arch: str, expected_sha256: str | None, debs_dir: Path,
+             progress: Callable[[str], None]) -> Path:
+    """``debs_dir/<package>_<version>_<arch>.deb``, fetched with ``apt-get download`` unless a copy with the
+    expected SHA256 is already there.
 
     The download goes to a scratch directory and is checked against apt's SHA256 before it is moved into
     place, so an interrupted or corrupt download is never reused.
     """
-    if pkg.deb is not None:
-        return pkg.deb
     debs_dir.mkdir(parents=True, exist_ok=True)
-    name = f"{pkg.package}_{pkg.version.replace(':', '%3a')}_amd64.deb"
-    cached = debs_dir / name
-    if cached.is_file() and (pkg.expected_sha256 is None or sha256_file(cached) == pkg.expected_sha256):
+    cached = debs_dir / f"{package}_{version.replace(':', '%3a')}_{arch}.deb"
+    if cached.is_file() and (expected_sha256 is None or sha256_file(cached) == expected_sha256):
         return cached
-    progress(f"downloading {pkg.package} {pkg.version} (apt-get download)")
+    progress(f"downloading {package} {version} (apt-get download)")
     with tempfile.TemporaryDirectory(dir=debs_dir, prefix=".dl-") as tmp:
-        run(["apt-get", "download", f"{pkg.package}={pkg.version}"], what=f"apt-get download {pkg.package}",
-            cwd=Path(tmp))
+        run(["apt-get", "download", f"{package}={version}"], what=f"apt-get download {package}", cwd=Path(tmp))
         got = list(Path(tmp).glob("*.deb"))
         if len(got) != 1:
-            raise ImageError(f"apt-get download {pkg.package} produced no .deb; run 'apt-get update' "
+            raise ImageError(f"apt-get download {package}={version} produced no .deb; run 'apt-get update' "
                              "and retry.")
-        if pkg.expected_sha256 and sha256_file(got[0]) != pkg.expected_sha256:
+        if expected_sha256 and sha256_file(got[0]) != expected_sha256:
             raise ImageError(f"{got[0].name} does not match apt's SHA256; run 'apt-get update' and retry.")
         os.replace(got[0], cached)
     return cached

@@ -10,12 +10,11 @@ import os
 import re
 import subprocess
 import tarfile
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from ..debpkg import parse_stanza, sha256_file
+from ..debpkg import download, parse_stanza, sha256_file
 from ..errors import ImageError
 from ..hosttools import require_tool, run
 
@@ -101,24 +100,8 @@ def fetch_source(release: str, version: str, debs_dir: Path, progress: Callable[
         raise ImageError(f"apt has no {package} {version} (the guest kernel's version; apt knows: {known}); "
                          "add the Debian archive that carries it (e.g. bookworm-security), run apt-get update "
                          "and retry.")
-    expected = fields.get("SHA256")
-    arch = fields.get("Architecture", "all")
-    debs_dir.mkdir(parents=True, exist_ok=True)
-    cached = debs_dir / f"{package}_{version.replace(':', '%3a')}_{arch}.deb"
-    if cached.is_file() and (expected is None or sha256_file(cached) == expected):
-        return SourceDeb(package, version, cached, sha256_file(cached))
-    progress(f"downloading {package} {version} (apt-get download)")
-    with tempfile.TemporaryDirectory(dir=debs_dir, prefix=".dl-") as tmp:
-        run(["apt-get", "download", f"{package}={version}"], what=f"apt-get download {package}", cwd=Path(tmp))
-        got = list(Path(tmp).glob("*.deb"))
-        if len(got) != 1:
-            raise ImageError(f"apt-get download {package}={version} produced no .deb; run apt-get update "
-                             "and retry.")
-        digest = sha256_file(got[0])
-        if expected and digest != expected:
-            raise ImageError(f"{got[0].name} does not match apt's SHA256; run apt-get update and retry.")
-        os.replace(got[0], cached)
-    return SourceDeb(package, version, cached, digest)
+    deb = download(package, version, fields.get("Architecture", "all"), fields.get("SHA256"), debs_dir, progress)
+    return SourceDeb(package, version, deb, sha256_file(deb))
 
 
 def _wanted(name: str) -> str | None:

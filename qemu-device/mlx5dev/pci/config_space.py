@@ -6,8 +6,6 @@ little-endian, as PCI config space is.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 CONFIG_SPACE_SIZE = 4096
 LEGACY_CONFIG_SIZE = 256
 
@@ -57,18 +55,3 @@ class ConfigSpace:
             self.data[pos] = new & 0xFF
 
     # -- introspection -------------------------------------------------------------------------
-
-    def capabilities(self) -> Iterator[tuple[int, int]]:
-        """(cap id, offset) of the standard capability list, loop-safe."""
-        seen: set[int] = set()
-        pos = self.data[0x34] & 0xFC
-        while pos and pos not in seen and pos < LEGACY_CONFIG_SIZE:
-            seen.add(pos)
-            yield self.data[pos], pos
-            pos = self.data[pos + 1] & 0xFC
-
-    def find_capability(self, cap_id: int) -> int | None:
-        for cid, pos in self.capabilities():
-            if cid == cap_id:
-                return pos
-        return None
