@@ -53,5 +53,3 @@ class ConfigSpace:
             new = (old & ~wm) | (value & wm)
             new &= ~(value & self.w1cmask[pos])
             self.data[pos] = new & 0xFF
-
-    # -- introspection -------------------------------------------------------------------------
