@@ -9,7 +9,7 @@ PACKAGES=(
     # QEMU firmware at run time (qboot.rom, SeaBIOS)
     qemu-system-data seabios
     # guest image (guest-images/): initramfs contents and tools
-    busybox-static dropbear-bin ethtool openssh-client cpio kmod
+    busybox-static dropbear-bin ethtool iproute2 openssh-client cpio kmod
 )
 
 missing=()

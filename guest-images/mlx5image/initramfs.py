@@ -16,6 +16,8 @@ from .kmod import ModuleTree, normalize, resolve_dependencies
 BOOT_MODULES = ("virtio_pci", "virtio_net", "pvpanic-mmio", "pvpanic-pci", "qemu_fw_cfg")
 # Loaded by /init only when an mlx5 PCI function is present.
 DRIVER_MODULES = ("mlx5_core",)
+# Shipped, loaded by scenarios that stack devices on the mlx5 ports (bonding with miimon, a VLAN per port).
+STACKING_MODULES = ("bonding", "8021q")
 EXCLUDED_MODULES = ("mlx5_ib",)
 
 CONSOLE = Entry("dev/console", stat.S_IFCHR | 0o600, rdev=(5, 1))
@@ -33,7 +35,7 @@ def select_modules(tree: ModuleTree) -> ModuleSelection:
     """Resolve the boot and driver modules with all their dependencies from the kernel's own metadata."""
     try:
         order = resolve_dependencies(
-            [*BOOT_MODULES, *DRIVER_MODULES], tree.depends_with_softdeps, exclude=EXCLUDED_MODULES
+            [*BOOT_MODULES, *DRIVER_MODULES, *STACKING_MODULES], tree.depends_with_softdeps, exclude=EXCLUDED_MODULES
         )
     except ValueError as err:
         msg = f"cannot assemble the module set of kernel {tree.release} ({err}); use another kernel."

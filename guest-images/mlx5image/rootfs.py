@@ -58,7 +58,7 @@ def parse_ldd(output: str) -> list[Path]:
     for line in output.splitlines():
         if "not found" in line:
             raise ImageError(f"a library of a guest tool is missing on the host ({line.strip()}); "
-                             "reinstall dropbear-bin and ethtool with 'apt-get install --reinstall'.")
+                             "reinstall dropbear-bin, ethtool and iproute2 with 'apt-get install --reinstall'.")
         m = _LDD_LINE.match(line)
         if m:
             libs.append(Path(m.group(1)))
@@ -101,9 +101,11 @@ class _Tree:
 
 
 ETC_FILES: dict[str, str] = {
-    "etc/passwd": "root:x:0:0:root:/root:/bin/sh\n",
+    # bash, not busybox ash, is root's shell (so every SSH command's): this busybox runs its own applet
+    # for a command name before looking at PATH (FEATURE_SH_STANDALONE), which would hide the real `ip`.
+    "etc/passwd": "root:x:0:0:root:/root:/bin/bash\n",
     "etc/group": "root:x:0:\ntty:x:5:\n",
-    "etc/shells": "/bin/sh\n/bin/ash\n",
+    "etc/shells": "/bin/sh\n/bin/ash\n/bin/bash\n",
     "etc/hostname": "mlx5lab\n",
     "etc/hosts": "127.0.0.1 localhost mlx5lab\n",
     "etc/resolv.conf": "nameserver 10.0.2.3\n",  # QEMU user networking's DNS
@@ -114,9 +116,12 @@ ETC_FILES: dict[str, str] = {
 }
 
 
-# Dynamically linked host programs shipped with their libraries: the SSH server, and ethtool (link
-# modes, driver info) for tests and users.
-DYNAMIC_TOOLS = ("dropbear", "ethtool")
+# Dynamically linked host programs shipped with the libraries ``ldd`` finds for them: the SSH server; the
+# login shell;
+# ethtool (ioctl and netlink: link modes, statistics, module EEPROM, channels, rings); iproute2's ip
+# (network namespaces, bonding, VLANs: busybox's ip has none of them) and devlink (reload, health, info,
+# ports). Each replaces a busybox applet of the same name, if there is one.
+DYNAMIC_TOOLS = ("dropbear", "bash", "ethtool", "ip", "devlink")
 
 
 def populate(staging: Path, spec: RootfsSpec) -> None:
@@ -139,6 +144,7 @@ def populate(staging: Path, spec: RootfsSpec) -> None:
     libs: set[Path] = set()
     for name in DYNAMIC_TOOLS:
         binary = require_tool(name)
+        (staging / "bin" / name).unlink(missing_ok=True)  # a busybox applet link: copying would follow it
         tree.copy(binary, f"bin/{name}", 0o755)
         libs.update(shared_libraries(binary))
     for lib in sorted(libs):
