@@ -1,4 +1,4 @@
-"""Cutting the oops out of a console log, on real logs captured from the guest (tests/data/oops/)."""
+"""The console log: boot markers (mlx5lab.vm.console), and cutting the oops out of real guest logs (mlx5lab.crash)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from mlx5lab.vm.console import SSH_MARKER, count_markers, extract_oops, oops_title
+from mlx5lab.crash import crash_report, extract_oops, strip_timestamp
+from mlx5lab.vm.console import SSH_MARKER, count_markers
 
 DATA = Path(__file__).parent.parent / "data" / "oops"
 
 
 def test_no_crash_means_no_oops() -> None:
-    assert extract_oops("[    0.000000] Linux version 6.1.0\nMLX5LAB-INIT 1.0\nSSH-READY 2.1\n") is None
+    text = "[    0.000000] Linux version 6.1.0\nMLX5LAB-INIT 1.0\nSSH-READY 2.1\n"
+    assert extract_oops(text) is None
+    assert crash_report(text) is None
 
 
 def test_markers_are_counted_per_line() -> None:
@@ -21,13 +24,30 @@ def test_markers_are_counted_per_line() -> None:
 
 
 @pytest.mark.parametrize("log", sorted(DATA.glob("*.console.log")), ids=lambda p: p.name)
-def test_real_console_logs(log: Path) -> None:
+def test_console_logs(log: Path) -> None:
     expected_title = log.with_name(log.name.replace(".console.log", ".title")).read_text().strip()
     oops = extract_oops(log.read_text())
     assert oops is not None
-    assert oops_title(oops) == expected_title
-    assert "Kernel panic - not syncing" in oops
+    report = crash_report(log.read_text())
+    assert report is not None and report.oops == oops
+    assert report.title == expected_title
+    assert ("Kernel panic - not syncing" in oops) is report.is_panic
     assert "Linux version" not in oops  # nothing of the boot before the crash
+
+
+# The two logs captured from real guests, with the line each crash report opens at.
+@pytest.mark.parametrize(("log", "first_line"), [
+    ("sysrq-crash.console.log", "sysrq: Trigger a crash"),
+    ("vulnerable-reboot.console.log",
+     "general protection fault, probably for non-canonical address 0xdead000000006b10: 0000 [#1] PREEMPT SMP NOPTI"),
+])
+def test_real_console_logs_are_cut_at_their_first_report_line(log: str, first_line: str) -> None:
+    text = (DATA / log).read_text()
+    oops = extract_oops(text)
+    assert oops is not None
+    assert strip_timestamp(oops.splitlines()[0]) == first_line
+    report = crash_report(text)
+    assert report is not None and report.first_line == first_line and report.is_panic
 
 
 def test_only_the_last_boots_crash_is_taken() -> None:
@@ -37,5 +57,16 @@ def test_only_the_last_boots_crash_is_taken() -> None:
              "[ 2.1] Kernel panic - not syncing: sysrq triggered crash\n"
     oops = extract_oops(first + second)
     assert oops is not None
-    assert oops_title(oops) == "sysrq: Trigger a crash"
     assert "NULL pointer" not in oops
+    report = crash_report(first + second)
+    assert report is not None
+    assert report.first_line == "sysrq: Trigger a crash"
+    assert report.title == "deliberate crash from sysrq"  # no call trace, so no guilty function
+
+
+def test_a_warn_message_before_its_warning_line_is_kept() -> None:
+    oops = extract_oops((DATA / "warning-mlx5.console.log").read_text())
+    assert oops is not None
+    lines = [strip_timestamp(x) for x in oops.splitlines()]
+    assert lines[:2] == ["------------[ cut here ]------------", "FW pages counter is 8 after reclaiming all pages"]
+    assert "reboot: Restarting system" in lines  # no panic: the cut runs to the end of the log

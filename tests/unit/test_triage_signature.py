@@ -1,4 +1,4 @@
-"""Console triage: oops text -> kind, task, frames, title, signature; on real guest oopses and a few samples."""
+"""Console triage (mlx5lab.crash): oops text -> kind, task, frames, title, signature, on real and sample oopses."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mlx5lab.triage.signature import is_generic, normalize_function, parse_console, parse_oops
+from mlx5lab.crash import CrashKind, is_generic, normalize_function, parse_console, parse_oops
 from mlx5lab.triage.verdict import console_verdict
 
 DATA = Path(__file__).parent.parent / "data" / "oops"
@@ -20,7 +20,7 @@ VULN_CONSOLE = DATA / "vulnerable-reboot.console.log"  # added by the campaign w
 def test_sysrq_console_log() -> None:
     sig = parse_console(SYSRQ.read_text())
     assert sig is not None
-    assert sig.kind == "deliberate crash from sysrq"
+    assert sig.kind == "deliberate crash from sysrq" and sig.crash_kind is CrashKind.SYSRQ
     assert sig.title == "deliberate crash from sysrq in sysrq_handle_crash"
     assert sig.task == {"cpu": 1, "pid": 119, "comm": "sh"}
     assert sig.panic_reason == "sysrq triggered crash"
@@ -34,7 +34,7 @@ def test_sysrq_console_log() -> None:
 def test_positive_control_gpf() -> None:
     sig = parse_oops(VULN_OOPS.read_text())
     assert sig is not None
-    assert sig.kind == "general protection fault"
+    assert sig.kind == "general protection fault" and sig.crash_kind is CrashKind.GPF and sig.is_panic
     assert sig.title == "general protection fault in dma_pool_alloc"
     assert sig.guilty == "dma_pool_alloc" and sig.guilty_module is None
     assert sig.task == {"cpu": 0, "pid": 156, "comm": "mlx5-reader"}
@@ -72,7 +72,7 @@ def test_signature_is_stable_across_boots_and_differs_across_crashes() -> None:
 def test_nmi_panic_from_the_vmcore_log() -> None:
     sig = parse_oops(NMI.read_text())
     assert sig is not None
-    assert sig.kind == "panic on NMI"
+    assert sig.kind == "panic on NMI" and sig.crash_kind is CrashKind.NMI
     assert sig.title == "panic on NMI"  # the CPU was idle: no non-generic frame
     assert sig.task == {"cpu": 0, "pid": 0, "comm": "swapper/0"}
     assert sig.rip == "native_safe_halt"
@@ -201,8 +201,10 @@ def test_warning_before_the_fatal_report_is_context() -> None:
     assert sig.location == "mm/slub.c:379"
     assert sig.earlier_reports and sig.earlier_reports[0].startswith("WARNING: CPU: 0 PID: 150")
     assert str(sig.frames[2]) == "mlx5_free_cmd_msg [mlx5_core]"
+    assert sig.is_panic
     warn = parse_oops(WARN_THEN_BUG.split("kernel BUG")[0])
     assert warn is not None and warn.title == "WARNING in cmd_work_handler" and warn.guilty_module == "mlx5_core"
+    assert warn.crash_kind is CrashKind.WARNING and not warn.is_panic
 
 
 def test_page_fault_address_and_suffixes() -> None:
@@ -227,6 +229,18 @@ def test_generic_frames() -> None:
         assert is_generic(name), name
     for name in ("dma_pool_alloc", "cmd_exec", "speed_show", "sysrq_handle_crash"):
         assert not is_generic(name), name
+    # a kind's own reporting machinery is skipped only for that kind (its table row's skip)
+    assert not is_generic("refcount_warn_saturate") and is_generic("refcount_warn_saturate", ("refcount_",))
+
+
+def test_json_shape() -> None:
+    sig = parse_oops(VULN_OOPS.read_text())
+    assert sig is not None
+    data = sig.to_json()
+    assert set(data) == {"kind", "title", "signature", "guilty", "guilty_module", "first_line", "task", "rip",
+                         "frames", "fault_address", "poisoned_address", "panic_reason", "tainted", "location",
+                         "earlier_reports"}
+    assert data["kind"] == "general protection fault" and data["frames"][1] == "dma_pool_alloc"
 
 
 def test_no_report() -> None:

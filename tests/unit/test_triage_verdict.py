@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlx5lab.triage.verdict import kind_from_stack, vmcore_verdict
+from mlx5lab.crash import CrashKind, kind_from_stack
+from mlx5lab.triage.verdict import NMI, SYSRQ, vmcore_verdict
 
 
 def _frames(*names: str, module: str | None = None) -> list[dict[str, Any]]:
@@ -67,8 +68,19 @@ def test_hang() -> None:
     assert "CPU 1 was idle" in v and "Blocked (D) tasks: `reboot` (pid 150) in wait_for_completion" in v
 
 
+def _kind(stack: list[dict[str, Any]]) -> CrashKind:
+    return kind_from_stack(f["function"] for f in stack)  # as triage.vmcore calls it
+
+
 def test_kind_from_stack() -> None:
-    assert kind_from_stack(_frames("panic", "sysrq_handle_crash")) == "deliberate crash from sysrq"
-    assert kind_from_stack(_frames("asm_exc_page_fault")) == "BUG: unable to handle page fault"
-    assert kind_from_stack(_frames("unknown_nmi_error")) == "panic on NMI"
-    assert kind_from_stack([]) == "kernel panic"
+    assert _kind(_frames("panic", "sysrq_handle_crash")).value == "deliberate crash from sysrq" == SYSRQ
+    assert _kind(_frames("asm_exc_page_fault")).value == "BUG: unable to handle page fault"
+    assert _kind(_frames("unknown_nmi_error")).value == "panic on NMI" == NMI
+    assert _kind(READER["stack"]) is CrashKind.GPF
+    assert _kind([]).value == "kernel panic"
+
+
+def test_sysrq_verdict_from_the_enum_kind() -> None:
+    crashed = {"pid": 119, "comm": "sh", "cpu": 1, "stack": _frames("panic", "sysrq_handle_crash")}
+    v = vmcore_verdict(_kind(crashed["stack"]).value, "deliberate crash from sysrq", crashed, {"functions": []}, [])
+    assert v.startswith("deliberate crash from sysrq (echo c > /proc/sysrq-trigger) by `sh` (pid 119) on CPU 1")

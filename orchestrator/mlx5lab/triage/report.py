@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from .. import Mlx5LabError
-from ..vm.console import extract_oops
+from ..crash import CrashReport, OopsSignature, crash_report
 from .debuginfo import debug_files, find_debuginfo, package_name
 from .debuginfo import fetch_debuginfo as _fetch
 from .markdown import render_markdown
-from .signature import OopsSignature, parse_oops
 from .verdict import console_verdict
 
 TRIAGE_JSON = "triage.json"
@@ -45,16 +44,18 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def oops_text(folder: Path) -> tuple[str | None, str | None]:
-    """(oops text, where it came from): oops.txt if it has a report, else the crash cut from console.log."""
-    oops = folder / "oops.txt"
-    if oops.is_file() and oops.read_text(errors="replace").strip():
-        return oops.read_text(errors="replace"), oops.name
-    console = folder / "console.log"
-    if console.is_file():
-        text = extract_oops(console.read_text(errors="replace"))
-        if text:
-            return text, console.name
+def console_crash(folder: Path) -> tuple[CrashReport | None, str | None]:
+    """(crash report, where it came from): from oops.txt if it holds a report, else from console.log.
+
+    Both go through :func:`mlx5lab.crash.crash_report`, as the campaign did when it kept the evidence, so an
+    iteration's title here is the one in its result.json.
+    """
+    for name in ("oops.txt", "console.log"):
+        path = folder / name
+        if path.is_file():
+            report = crash_report(path.read_text(errors="replace"))
+            if report is not None:
+                return report, name
     return None, None
 
 
@@ -107,17 +108,17 @@ def triage_iteration(folder: Path, *, vmcore: bool = True, fetch_debuginfo: bool
     t0 = time.monotonic()
     result_json = _read_json(folder / "result.json")
     identity = result_json.get("identity") or {}
-    text, source = oops_text(folder)
-    sig = parse_oops(text) if text else None
+    report, source = console_crash(folder)
+    sig = report.detail if report else None
     t_console = time.monotonic() - t0
-    release = kernel_release(folder, identity, text)
+    release = kernel_release(folder, identity, report.oops if report else None)
     out: dict[str, Any] = {
         "schema": SCHEMA, "folder": str(folder), "iteration": result_json.get("iteration"),
         "outcome": result_json.get("outcome"),
         "identity": {"kernel_release": release, "package_version": identity.get("package_version"),
                      "variant": identity.get("variant")},
-        "title": sig.title if sig else None, "kind": sig.kind if sig else None,
-        "signature": sig.signature if sig else None, "console_source": source,
+        "title": report.title if report else None, "kind": report.kind_text if report else None,
+        "signature": report.signature if report else None, "console_source": source,
         "console": sig.to_json() if sig else None, "vmcore": None, "vmcore_skipped": None,
     }
     vmcore_path = find_vmcore(folder)
@@ -160,11 +161,11 @@ def _write(path: Path, text: str) -> None:
 
 
 def is_crash_folder(folder: Path) -> bool:
-    """An iteration folder with something to triage: a vmcore, a non-empty oops.txt, or a crash in its console."""
+    """An iteration folder with something to triage: a vmcore, or a crash report in its oops.txt or console.log."""
     if find_vmcore(folder) is not None:
         return True
-    text, _ = oops_text(folder)
-    return text is not None
+    report, _ = console_crash(folder)
+    return report is not None
 
 
 def crash_folders(path: Path) -> list[Path]:

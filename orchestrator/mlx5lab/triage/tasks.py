@@ -10,9 +10,9 @@ from drgn.helpers.linux.pci import pci_name
 from drgn.helpers.linux.pid import for_each_task
 from drgn.helpers.linux.sched import task_cpu, task_state_to_char
 
+from ..crash import is_generic
 from .frames import pointer_to, read_locals, stack_data
 from .pcidevs import Mlx5Function, function_of
-from .signature import is_generic
 
 # Functions whose presence on a stack means the task is tearing a device down.
 TEARDOWN_FUNCTIONS = frozenset({

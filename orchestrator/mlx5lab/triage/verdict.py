@@ -4,27 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from .signature import OopsSignature
+from ..crash import CrashKind, OopsSignature
 
-SYSRQ = "deliberate crash from sysrq"
-NMI = "panic on NMI"
+# Kind texts the wording depends on (the kind of a crash comes from mlx5lab.crash: its table for console
+# text, kind_from_stack for a vmcore with no console report).
+SYSRQ = CrashKind.SYSRQ.value
+NMI = CrashKind.NMI.value
 BAD_POOL_STATES = ("poisoned", "freed", "destroyed", "null")
-
-
-def kind_from_stack(stack: list[dict[str, Any]]) -> str:
-    """The kind of crash as the panicking stack shows it, for when there is no console text."""
-    names = {f["function"] for f in stack}
-    if "sysrq_handle_crash" in names:
-        return SYSRQ
-    if names & {"asm_exc_general_protection", "exc_general_protection"}:
-        return "general protection fault"
-    if names & {"asm_exc_page_fault", "exc_page_fault"}:
-        return "BUG: unable to handle page fault"
-    if names & {"asm_exc_invalid_op", "handle_bug"}:
-        return "kernel BUG"
-    if names & {"unknown_nmi_error", "nmi_panic"}:
-        return NMI
-    return "kernel panic"
 
 
 def _who(task: dict[str, Any]) -> str:

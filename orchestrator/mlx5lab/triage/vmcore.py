@@ -15,17 +15,20 @@ from typing import Any, TypeVar
 import drgn
 from drgn.helpers.linux.printk import get_dmesg
 
-from ..vm.console import extract_oops
+from ..crash import CrashKind, OopsSignature, crash_report, kind_from_stack
 from .frames import stack_data
 from .mlx5objs import reader_objects
 from .pcidevs import Mlx5Function, mlx5_functions
 from .pools import cmd_pool_state, is_poison_pointer
 from .program import open_vmcore
-from .signature import OopsSignature, parse_oops
 from .tasks import blocked_tasks, crashed_task, task_summary, teardown_tasks
-from .verdict import NMI, kind_from_stack, vmcore_verdict
+from .verdict import vmcore_verdict
 
 T = TypeVar("T")
+
+# Kinds whose culprit is a task that waits, not the CPU that reported: the vmcore's blocked (D) tasks name it.
+HANG_KINDS = frozenset({CrashKind.NMI, CrashKind.HUNG_TASK, CrashKind.SOFT_LOCKUP, CrashKind.HARD_LOCKUP,
+                        CrashKind.RCU_STALL})
 
 
 def _step(name: str, errors: list[str], fn: Callable[[], T], default: T) -> T:
@@ -43,13 +46,12 @@ def _pool_states(prog: drgn.Program, functions: list[Mlx5Function]) -> dict[str,
 
 def _log_signature(prog: drgn.Program, out: dict[str, Any]) -> OopsSignature | None:
     """The crash report from the kernel's own printk buffer in the dump."""
-    text = extract_oops(get_dmesg(prog).decode(errors="replace"))
-    if not text:
+    report = crash_report(get_dmesg(prog).decode(errors="replace"))
+    if report is None:
         return None
-    out["log_oops"] = text
-    sig = parse_oops(text)
-    out["log_signature"] = sig.to_json() if sig else None
-    return sig
+    out["log_oops"] = report.oops
+    out["log_signature"] = report.detail.to_json()
+    return report.detail
 
 
 def triage_vmcore(vmcore: Path, debug_files: list[Path], sig: OopsSignature | None = None) -> dict[str, Any]:
@@ -85,9 +87,10 @@ def triage_vmcore(vmcore: Path, debug_files: list[Path], sig: OopsSignature | No
     out["devices_kset"] = {f.bdf: f.in_devices_kset for f in functions}
     if sig is None:  # e.g. a panic in NMI context, whose printk output never reached the serial console
         sig = _step("printk log", errors, lambda: _log_signature(prog, out), None)
-    kind = sig.kind if sig else kind_from_stack(crashed_info.get("stack", []))
+    crash_kind = sig.crash_kind if sig else kind_from_stack(f["function"] for f in crashed_info.get("stack", []))
+    kind = sig.kind if sig else crash_kind.value
     title = sig.title if sig else kind
-    if kind in (NMI, "hung task", "soft lockup", "RCU stall"):
+    if crash_kind in HANG_KINDS:
         out["blocked_tasks"] = _step("blocked tasks", errors, lambda: blocked_tasks(prog), [])
     out["kind"] = kind
     out["verdict"] = vmcore_verdict(kind, title, crashed_info, mlx5, out["teardown_tasks"],

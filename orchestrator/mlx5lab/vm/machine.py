@@ -15,13 +15,13 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import paramiko
 
 from mlx5image.build import GuestImage
 
 from .. import Mlx5LabError
+from ..crash import CrashReport, crash_report
 from ..rundir import RunDir, read_text
 from .accel import choose_accel
 from .card import CardConfig, CardServer
@@ -31,12 +31,8 @@ from .qemu import find_qemu, guest_args
 from .qmp import QmpConnection, QmpEvent
 from .ssh import CommandResult, GuestShell
 
-if TYPE_CHECKING:
-    from ..crash import CrashReport
-
 log = logging.getLogger("mlx5lab.machine")
 BOOT_MARKERS = (INIT_MARKER, PORTS_MARKER, SSH_MARKER)
-PANIC_LINE = "Kernel panic - not syncing"  # kernel/panic.c: panic(), the last report line before panic=pause
 
 
 def free_port() -> int:
@@ -274,13 +270,11 @@ class Machine:
     def crash_after_event(self, wait_s: float = 1.0) -> CrashReport | None:
         """The crash report on the console after a panic event: the console file trails the event by a
         few writes, so wait (up to ``wait_s``) for the report to be complete up to its panic line."""
-        from ..crash import crash_report
-
         report = None
         deadline = time.monotonic() + wait_s
         while True:
             report = crash_report(self.console_text())
-            if (report is not None and PANIC_LINE in report.oops) or time.monotonic() >= deadline:
+            if (report is not None and report.is_panic) or time.monotonic() >= deadline:
                 return report
             time.sleep(0.05)
 

@@ -1,54 +1,34 @@
-"""Console triage: turn an oops text into a kind, a crashing task, frames, a title and a stable signature.
+"""Oops text -> kind, crashing task, frames, title and a stable signature, driven by :data:`.kinds.TABLE`.
 
-Titles follow syzkaller's style ("general protection fault in dma_pool_alloc"): the kind of report and the
-first frame that is not generic crash, trap, locking or scheduling machinery. The signature hashes the kind
-and the first few such frames (function names only, no offsets or addresses), so the same crash groups
-together across iterations, boots (KASLR) and campaigns.
+Titles follow syzkaller's style ("general protection fault in dma_pool_alloc"): the kind text and the first
+frame that is not generic crash, trap, locking or scheduling machinery (nor the reporting machinery of that
+kind, the row's ``skip``). The signature hashes the kind text and the first few such frames (function
+names only, no offsets or addresses), so the same crash groups together across iterations, boots (KASLR)
+and campaigns.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..vm.console import extract_oops
+from .cut import extract_oops
+from .kinds import TABLE, CrashKind, Rule, match_line, strip_timestamp
 
 SIGNATURE_FRAMES = 4
 
-_TS = re.compile(r"^\s*(?:<\d>)?\[\s*\d+\.\d+\]\s?")
-
-# Report openers, most specific first: (regex on a line without its timestamp, kind or None = from group 1).
-_KINDS: list[tuple[re.Pattern[str], str | None]] = [
-    (re.compile(r"^BUG: kernel NULL pointer dereference"), "BUG: kernel NULL pointer dereference"),
-    (re.compile(r"^BUG: unable to handle page fault"), "BUG: unable to handle page fault"),
-    (re.compile(r"^BUG: unable to handle kernel (paging request|NULL pointer dereference)"), None),
-    (re.compile(r"^general protection fault"), "general protection fault"),
-    (re.compile(r"^kernel BUG at "), "kernel BUG"),
-    (re.compile(r"^(?:watchdog: )?BUG: soft lockup"), "soft lockup"),
-    (re.compile(r"^INFO: task .* blocked for more than"), "hung task"),
-    (re.compile(r"^INFO: rcu_(?:sched|preempt) (?:self-)?detected stall"), "RCU stall"),
-    (re.compile(r"^rcu: INFO: rcu_(?:sched|preempt) (?:self-)?detected stall"), "RCU stall"),
-    (re.compile(r"^sysrq: Trigger a crash"), "deliberate crash from sysrq"),
-    (re.compile(r"^Kernel panic - not syncing: sysrq triggered crash"), "deliberate crash from sysrq"),
-    (re.compile(r"^Uhhuh\. NMI received for unknown reason"), "panic on NMI"),
-    (re.compile(r"^Kernel panic - not syncing: NMI"), "panic on NMI"),
-    (re.compile(r"^BUG: KASAN: ([\w-]+)"), "KASAN: {0}"),
-    (re.compile(r"^BUG: ([^,:]+?)(?: in |,|:|$)"), "BUG: {0}"),
-    (re.compile(r"^WARNING: (?:CPU: \d+ PID: \d+ at|.* at )"), "WARNING"),
-    (re.compile(r"^Oops: "), "Oops"),
-    (re.compile(r"^Kernel panic - not syncing"), "kernel panic"),
-]
-# Kinds that stop the machine on their own; a WARNING before one of them is context, not the crash.
-_NON_FATAL = {"WARNING"}
-
-_TASK = re.compile(r"CPU: (\d+) PID: (\d+) Comm: (.*?) (?:Not tainted|Tainted: ?([A-Z ]*?))\s+\d")
+_TASK = re.compile(r"CPU: (\d+) PID: (\d+) Comm: (.*?)(?: Kdump: loaded)? (?:Not tainted|Tainted: ?([A-Z ]*?))\s+\d")
 _RIP = re.compile(r"^RIP: (?:0010:)?([\w.$]+)\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[([\w-]+)[^\]]*\])?")
 _FRAME = re.compile(r"^(\? )?([\w.$]+)\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[([\w-]+)[^\]]*\])?\s*$")
+# The end of the crashing stack: the task section is the outermost one on x86 (arch/x86/kernel/dumpstack.c:
+# show_trace_log_lvl); KASAN's allocation and free stacks follow (mm/kasan/report.c: print_track).
+_TRACE_END = re.compile(r"^(?:</TASK>|(?:Allocated|Freed) by task \d+:)")
 _SUFFIX = re.compile(r"(?:\.(?:cold|isra|constprop|part|llvm|lto_priv|localalias)(?:\.\d+)?)+$")
 _PANIC = re.compile(r"^Kernel panic - not syncing: (.*)$")
-_FAULT_ADDR = re.compile(r"(?:address: |non-canonical address )(0x)?([0-9a-f]{8,16})")
+_FAULT_ADDR = re.compile(r"(?:address: |non-canonical address |at addr )(0x)?([0-9a-f]{8,16})")
 _WARN_AT = re.compile(r"^WARNING: CPU: \d+ PID: \d+ at (\S+) ([\w.$]+)\+0x")
 _BUG_AT = re.compile(r"^kernel BUG at (\S+)!")
 _SOFTLOCKUP = re.compile(r"soft lockup - CPU#(\d+) stuck for \d+s! \[(.*):(\d+)\]")
@@ -74,6 +54,15 @@ _GENERIC_EXACT = {
     # the idle loop: an NMI or a stall report that lands here says the CPU was idle, not where a bug is
     "native_safe_halt", "arch_safe_halt", "default_idle", "default_idle_call", "arch_cpu_idle", "cpuidle_idle_call",
     "do_idle", "cpu_startup_entry", "rest_init", "arch_call_rest_init", "start_kernel", "start_secondary",
+    # lib/nmi_backtrace.c: a stall or lockup report that dumps a CPU through an NMI (nmi_cpu_backtrace), and
+    # kernel/watchdog_hld.c: the perf NMI that detects a hard lockup
+    "nmi_cpu_backtrace", "nmi_cpu_backtrace_handler", "nmi_trigger_cpumask_backtrace",
+    "arch_trigger_cpumask_backtrace", "watchdog_overflow_callback", "__perf_event_overflow",
+    "perf_event_overflow", "handle_pmi_common", "intel_pmu_handle_irq", "perf_event_nmi_handler",
+    "check_panic_on_warn",
+    # lib/iomap.c: MMIO accessors; their caller is where the device was touched
+    "ioread8", "ioread16", "ioread16be", "ioread32", "ioread32be", "iowrite8", "iowrite16", "iowrite16be",
+    "iowrite32", "iowrite32be",
 }
 _GENERIC_PREFIXES = (
     "exc_", "asm_exc_", "asm_sysvec_", "_raw_spin_lock", "_raw_spin_unlock", "_raw_read_lock", "_raw_write_lock",
@@ -93,7 +82,12 @@ class Frame:
 
 @dataclass
 class OopsSignature:
-    """What the console says about one crash."""
+    """What the console says about one crash.
+
+    ``kind`` is the kind text (``CrashKind`` value or the row's formatted text, e.g. ``KASAN:
+    use-after-free``); ``crash_kind`` and ``is_panic`` are for Python callers and stay out of
+    :meth:`to_json`, whose shape triage.json readers rely on.
+    """
 
     kind: str
     title: str
@@ -110,9 +104,12 @@ class OopsSignature:
     tainted: str | None = None
     location: str | None = None  # file:line from "kernel BUG at" / "WARNING: ... at"
     earlier_reports: list[str] = field(default_factory=list)  # e.g. WARNINGs before the fatal report
+    crash_kind: CrashKind = CrashKind.KERNEL_PANIC
+    is_panic: bool = False  # a "Kernel panic - not syncing" line ends this crash
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
+        del data["crash_kind"], data["is_panic"]
         data["frames"] = [str(f) for f in self.frames]
         return data
 
@@ -122,37 +119,61 @@ def normalize_function(name: str) -> str:
     return _SUFFIX.sub("", name)
 
 
-def is_generic(function: str) -> bool:
-    return function in _GENERIC_EXACT or function.startswith(_GENERIC_PREFIXES)
+def is_generic(function: str, skip: Sequence[str] = ()) -> bool:
+    """Crash, trap, locking or scheduling machinery (plus ``skip``, a kind's reporting machinery)."""
+    return function in _GENERIC_EXACT or function.startswith(_GENERIC_PREFIXES) or function.startswith(tuple(skip))
 
 
-def strip_timestamp(line: str) -> str:
-    return _TS.sub("", line, count=1).rstrip()
+@dataclass
+class _Report:
+    """One report of an oops text: the row that opened it, its lines, and the rows that continued it."""
+
+    rule: Rule
+    match: re.Match[str]
+    lines: list[str]
+    rules: list[Rule]
+
+    @property
+    def fatal(self) -> bool:
+        return any(r.fatal for r in self.rules)
+
+    @property
+    def panicked(self) -> bool:
+        return any(r.panic for r in self.rules)
 
 
-def _kind_of(line: str) -> str | None:
-    for regex, kind in _KINDS:
-        m = regex.search(line)
-        if m:
-            if kind is None:
-                return "BUG: unable to handle page fault" if "paging" in m.group(1) else \
-                    "BUG: kernel NULL pointer dereference"
-            return kind.format(*m.groups()) if "{" in kind else kind
-    return None
-
-
-def _split_reports(lines: list[str]) -> list[tuple[str, list[str]]]:
-    """Cut the oops lines into reports at each opener; "Kernel panic" lines stay with the report before them."""
-    reports: list[tuple[str, list[str]]] = []
+def _split_reports(lines: list[str], table: Sequence[Rule]) -> list[_Report]:
+    """Cut the oops lines into reports at each opening line, unless its row continues the open report."""
+    reports: list[_Report] = []
     for line in lines:
-        kind = _kind_of(line)
-        # "Kernel panic - not syncing" and "Oops: 0000 [#1]" end or continue the report before them.
-        continues = bool(reports) and line.startswith(("Kernel panic", "Oops: "))
-        if kind is not None and not continues:
-            reports.append((kind, [line]))
+        hit = match_line(line, table)
+        if hit is not None:
+            rule, m = hit
+            if reports and rule.continues(reports[-1].rule):
+                reports[-1].lines.append(line)
+                reports[-1].rules.append(rule)
+                continue
+            reports.append(_Report(rule, m, [line], [rule]))
         elif reports:
-            reports[-1][1].append(line)
+            reports[-1].lines.append(line)
     return reports
+
+
+def _choose(reports: list[_Report]) -> tuple[int, int]:
+    """(first, last) index of the crash: the first fatal report, with the same-kind reports right before it.
+
+    Reports before a fatal one that do not stop the machine (a WARNING) are context. A report that is fatal
+    only through a panic that names its kind (``hung_task: blocked tasks`` after the last of several hung
+    tasks) is titled after the first of that run, as syzkaller does.
+    """
+    last = next((i for i, r in enumerate(reports) if r.fatal), None)
+    if last is None:
+        return 0, 0
+    first = last
+    if not reports[last].rule.fatal:
+        while first > 0 and reports[first - 1].rule.kind is reports[last].rule.kind:
+            first -= 1
+    return first, last
 
 
 def _frames(lines: list[str]) -> tuple[str | None, str | None, list[Frame]]:
@@ -174,6 +195,10 @@ def _frames(lines: list[str]) -> tuple[str | None, str | None, list[Frame]]:
             continue
         if not in_trace:
             continue
+        if _TRACE_END.match(s):
+            if reliable or unreliable:
+                in_trace = False
+            continue
         fm = _FRAME.match(s)
         if fm:
             frame = Frame(normalize_function(fm.group(2)), fm.group(3))
@@ -186,41 +211,43 @@ def _signature(kind: str, frames: list[Frame]) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-def parse_oops(text: str) -> OopsSignature | None:
+def parse_oops(text: str, table: Sequence[Rule] = TABLE) -> OopsSignature | None:
     """Parse an oops text (oops.txt, or any text that starts at a report line); None if it holds no report."""
     lines = [strip_timestamp(x) for x in text.splitlines()]
-    reports = _split_reports(lines)
+    reports = _split_reports(lines, table)
     if not reports:
         return None
-    fatal = [r for r in reports if r[0] not in _NON_FATAL]
-    kind, body = fatal[0] if fatal else reports[0]
-    rip, rip_mod, trace = _frames(body)
+    first, last = _choose(reports)
+    crash = reports[first]
+    rule = crash.rule
+    kind = rule.kind_text(crash.match)
+    rip, rip_mod, trace = _frames(crash.lines)
     frames = list(trace)
     if rip and (not frames or frames[0].function != rip):
         frames.insert(0, Frame(rip, rip_mod))
-    specific = [f for f in frames if not is_generic(f.function)]
+    specific = [f for f in frames if not is_generic(f.function, rule.skip)]
     guilty = specific[0] if specific else None
-    sig = OopsSignature(kind=kind, title="", signature=_signature(kind, specific or frames), first_line=body[0],
+    sig = OopsSignature(kind=kind, title=rule.title_of(kind, guilty.function if guilty else None),
+                        signature=_signature(kind, specific or frames), first_line=crash.lines[0],
                         rip=str(Frame(rip, rip_mod)) if rip else None, frames=frames,
                         guilty=guilty.function if guilty else None, guilty_module=guilty.module if guilty else None,
-                        earlier_reports=[r[1][0] for r in reports if r[1] is not body])
-    _fill_details(sig, body)
-    sig.title = f"{kind} in {sig.guilty}" if sig.guilty else kind
+                        earlier_reports=[r.lines[0] for r in reports if r is not crash], crash_kind=rule.kind,
+                        is_panic=any(r.panicked for r in reports[first:last + 1]))
+    _fill_details(sig, crash.lines, [x for r in reports[first:last + 1] for x in r.lines])
     return sig
 
 
-def _fill_details(sig: OopsSignature, body: list[str]) -> None:
+def _fill_details(sig: OopsSignature, body: list[str], run: list[str]) -> None:
     for line in body:
         if sig.task is None and (m := _TASK.search(line)):
             sig.task = {"cpu": int(m.group(1)), "pid": int(m.group(2)), "comm": m.group(3).strip()}
             sig.tainted = " ".join((m.group(4) or "").split()) or None
-        if sig.panic_reason is None and (m := _PANIC.match(line)):
-            sig.panic_reason = m.group(1).strip()
         if sig.fault_address is None and (m := _FAULT_ADDR.search(line)):
             sig.fault_address = "0x" + m.group(2)
             sig.poisoned_address = m.group(2).lower().startswith("dead0000")
         if sig.location is None and (m := _BUG_AT.match(line) or _WARN_AT.match(line)):
             sig.location = m.group(1)
+    sig.panic_reason = next((m.group(1).strip() for line in run if (m := _PANIC.match(line))), None)
     first = body[0]
     # Reports whose own first line names the task that is stuck, rather than the one that printed.
     if (m := _HUNG.match(first)) is not None:
