@@ -76,58 +76,42 @@ def read_text(path: Path) -> str:
         return ""
 
 
+class _File:
+    """A file of a folder type, declared once by its name: ``RunDir.CONSOLE`` is the name,
+    ``RunDir(p).console`` the path."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __set_name__(self, owner: type, attr: str) -> None:
+        setattr(owner, attr.upper(), self.name)
+
+    def __get__(self, obj: object, owner: type | None = None) -> Path:
+        if obj is None:
+            raise AttributeError(f"use the class constant {self.name!r} or an instance's path")
+        return obj.path / self.name  # type: ignore[attr-defined]
+
+
 @dataclass(frozen=True)
 class RunDir:
     """The files of one guest boot (a ``mlx5lab boot --keep`` folder, or a campaign's ``iter-NNNN/``)."""
 
     path: Path
 
-    CONSOLE = "console.log"
-    QEMU_STDERR = "qemu.stderr"
-    QMP_SOCKET = "qmp.sock"
+    console = _File("console.log")
+    qemu_stderr = _File("qemu.stderr")
+    qmp_socket = _File("qmp.sock")
+    result = _File("result.json")
+    oops = _File("oops.txt")
+    vmcore = _File("vmcore.kdump")
+    triage_json = _File("triage.json")
+    triage_md = _File("triage.md")
     CARD = "card"
-    RESULT = "result.json"
-    OOPS = "oops.txt"
-    VMCORE = "vmcore.kdump"
-    VMCORE_NAMES = (VMCORE, "vmcore")  # "vmcore": as makedumpfile or a kdump kernel names it
-    TRIAGE_JSON = "triage.json"
-    TRIAGE_MD = "triage.md"
-
-    @property
-    def console(self) -> Path:
-        return self.path / self.CONSOLE
-
-    @property
-    def qemu_stderr(self) -> Path:
-        return self.path / self.QEMU_STDERR
-
-    @property
-    def qmp_socket(self) -> Path:
-        return self.path / self.QMP_SOCKET
+    VMCORE_NAMES = ("vmcore.kdump", "vmcore")  # "vmcore": as makedumpfile or a kdump kernel names it
 
     @property
     def card(self) -> CardDir:
         return CardDir(self.path / self.CARD)
-
-    @property
-    def result(self) -> Path:
-        return self.path / self.RESULT
-
-    @property
-    def oops(self) -> Path:
-        return self.path / self.OOPS
-
-    @property
-    def vmcore(self) -> Path:
-        return self.path / self.VMCORE
-
-    @property
-    def triage_json(self) -> Path:
-        return self.path / self.TRIAGE_JSON
-
-    @property
-    def triage_md(self) -> Path:
-        return self.path / self.TRIAGE_MD
 
     def find_vmcore(self) -> Path | None:
         return next((self.path / n for n in self.VMCORE_NAMES if (self.path / n).is_file()), None)
@@ -143,32 +127,12 @@ class CampaignDir:
 
     path: Path
 
-    SPEC = "campaign.json"
-    JOURNAL = "journal.jsonl"
-    SUMMARY = "summary.json"
-    JUNIT = "junit.xml"
-    TRIAGE_SUMMARY = "triage-summary.json"
+    spec = _File("campaign.json")
+    journal = _File("journal.jsonl")
+    summary = _File("summary.json")
+    junit = _File("junit.xml")
+    triage_summary = _File("triage-summary.json")
     ITERATION_GLOB = "iter-*"
-
-    @property
-    def spec(self) -> Path:
-        return self.path / self.SPEC
-
-    @property
-    def journal(self) -> Path:
-        return self.path / self.JOURNAL
-
-    @property
-    def summary(self) -> Path:
-        return self.path / self.SUMMARY
-
-    @property
-    def junit(self) -> Path:
-        return self.path / self.JUNIT
-
-    @property
-    def triage_summary(self) -> Path:
-        return self.path / self.TRIAGE_SUMMARY
 
     @staticmethod
     def iteration_name(i: int) -> str:

@@ -88,13 +88,13 @@ def test_rcu_stall_panic_has_one_title_in_the_campaign_and_in_triage(tmp_path: P
     folder.mkdir()
     shutil.copy(RCU_PANIC, folder / "console.log")
     triaged = triage_iteration(folder, vmcore=False, write=False)
-    assert (triaged["title"], triaged["kind"], triaged["signature"]) == (report.title, report.kind_text,
+    assert (triaged.title, triaged.kind, triaged.signature) == (report.title, report.kind_text,
                                                                         report.signature)
-    assert triaged["console_source"] == "console.log"
+    assert triaged.console_source == "console.log"
     # the campaign's oops.txt (report.oops) is preferred by triage and says the same
     (folder / "oops.txt").write_text(report.oops)
     again = triage_iteration(folder, vmcore=False, write=False)
-    assert again["console_source"] == "oops.txt" and again["title"] == report.title
+    assert again.console_source == "oops.txt" and again.title == report.title
 
 
 def test_a_warning_before_a_fatal_report_is_context() -> None:

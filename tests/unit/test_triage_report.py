@@ -13,6 +13,7 @@ from mlx5lab import Mlx5LabError
 from mlx5lab.cli import triage as triagecmd
 from mlx5lab.triage.background import BackgroundTriage
 from mlx5lab.triage.report import crash_folders, kernel_release, triage_iteration, triage_path
+from mlx5lab.triage.result import TriageResult
 
 DATA = Path(__file__).parent.parent / "data" / "oops"
 IDENTITY = {"kernel_release": "6.1.0-56-amd64", "package_version": "6.1.192-2", "variant": "vulnerable",
@@ -41,13 +42,13 @@ def _iteration(folder: Path, *, crash: bool = True, vmcore: bool = False) -> Pat
 def test_console_only_iteration(tmp_path: Path) -> None:
     it = _iteration(tmp_path / "iter-0001")
     r = triage_iteration(it)
-    assert r["title"] == "general protection fault in dma_pool_alloc"
-    assert r["verdict_source"] == "console" and r["verdict"].startswith("likely use-after-free")
-    assert r["vmcore_skipped"] == "no vmcore in this folder"
-    assert r["identity"] == {"kernel_release": "6.1.0-56-amd64", "package_version": "6.1.192-2",
+    assert r.title == "general protection fault in dma_pool_alloc"
+    assert r.verdict_source == "console" and r.verdict.startswith("likely use-after-free")
+    assert r.vmcore_skipped == "no vmcore in this folder"
+    assert r.identity == {"kernel_release": "6.1.0-56-amd64", "package_version": "6.1.192-2",
                              "variant": "vulnerable"}
     saved = json.loads((it / "triage.json").read_text())
-    assert saved["signature"] == r["signature"]
+    assert saved["signature"] == r.signature
     md = (it / "triage.md").read_text()
     assert md.startswith("# Triage: general protection fault in dma_pool_alloc")
     assert "**Verdict** (from the console)" in md and "mlx5_alloc_cmd_msg [mlx5_core]" in md
@@ -55,11 +56,11 @@ def test_console_only_iteration(tmp_path: Path) -> None:
 
 def test_vmcore_without_debug_info_says_how_to_get_it(tmp_path: Path) -> None:
     r = triage_iteration(_iteration(tmp_path / "iter-0001", vmcore=True))
-    assert r["vmcore"] is None
-    assert "not cached" in r["vmcore_skipped"] and "--fetch-debuginfo" in r["vmcore_skipped"]
-    assert "linux-image-6.1.0-56-amd64-dbg" in r["vmcore_skipped"]
+    assert r.vmcore is None
+    assert "not cached" in r.vmcore_skipped and "--fetch-debuginfo" in r.vmcore_skipped
+    assert "linux-image-6.1.0-56-amd64-dbg" in r.vmcore_skipped
     r = triage_iteration(tmp_path / "iter-0001", vmcore=False)
-    assert "--no-vmcore" in r["vmcore_skipped"]
+    assert "--no-vmcore" in r.vmcore_skipped
 
 
 def test_campaign_folder(tmp_path: Path) -> None:
@@ -96,8 +97,8 @@ def test_sysrq_console_log_as_the_only_evidence(tmp_path: Path) -> None:
     folder.mkdir()
     shutil.copy(DATA / "sysrq-crash.console.log", folder / "console.log")
     r = triage_path(folder)[0]
-    assert r["console_source"] == "console.log" and r["kind"] == "deliberate crash from sysrq"
-    assert r["verdict"] == ("deliberate crash from sysrq (echo c > /proc/sysrq-trigger) by `sh` (pid 119); "
+    assert r.console_source == "console.log" and r.kind == "deliberate crash from sysrq"
+    assert r.verdict == ("deliberate crash from sysrq (echo c > /proc/sysrq-trigger) by `sh` (pid 119); "
                             "not an mlx5 race.")
 
 
@@ -132,3 +133,13 @@ def test_background_worker(tmp_path: Path) -> None:
     worker.submit(tmp_path / "missing")  # a bad folder does not stop the worker
     worker.close(timeout=30)
     assert done == folders and all((f / "triage.md").exists() for f in folders)
+
+
+def test_triage_json_is_the_typed_result(tmp_path: Path) -> None:
+    it = _iteration(tmp_path / "iter-0001")
+    r = triage_iteration(it)
+    saved = json.loads((it / "triage.json").read_text())
+    assert set(saved) == {"schema", "folder", "iteration", "outcome", "identity", "title", "kind", "signature",
+                          "console_source", "console", "vmcore", "vmcore_skipped", "verdict", "verdict_source",
+                          "timings"}  # the keys of triage.json before it had a type
+    assert TriageResult.from_json(saved) == r

@@ -45,7 +45,7 @@ def run_campaign(campaign: Campaign, progress: Progress, *, triage: bool = True)
     def one(plan: IterationPlan, folder: RunDir) -> IterationResult:
         return scenario.run_iteration(image, plan, folder)
 
-    background = BackgroundTriage(on_done=lambda f, r: progress(f"triage {f.name}: {r['verdict']}"[:300])) \
+    background = BackgroundTriage(on_done=lambda f, r: progress(f"triage {f.name}: {r.verdict}"[:300])) \
         if triage else None
 
     def on_result(c: Campaign, r: IterationResult) -> None:

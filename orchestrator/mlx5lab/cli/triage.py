@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..triage.report import TRIAGE_MD, group_by_signature, triage_path
+from ..rundir import RunDir
+from ..triage.report import group_by_signature, triage_path
 from . import common
 
 
@@ -17,13 +18,12 @@ def cmd_triage(args: argparse.Namespace) -> int:
         print(f"{args.path}: no crashed iteration to triage")
         return 0
     for r in results:
-        folder = Path(r["folder"])
-        print(f"{folder.name}: {r.get('title') or 'no crash report'}  [{r.get('signature') or '-'}]  "
-              f"({r['timings']['total_s']:.1f} s)")
-        print(f"  verdict ({r['verdict_source']}): {r['verdict']}")
-        if r.get("vmcore_skipped"):
-            print(f"  vmcore: {r['vmcore_skipped']}")
-        print(f"  report: {folder / TRIAGE_MD}")
+        print(f"{r.folder.name}: {r.title or 'no crash report'}  [{r.signature or '-'}]  "
+              f"({r.timings['total_s']:.1f} s)")
+        print(f"  verdict ({r.verdict_source}): {r.verdict}")
+        if r.vmcore_skipped:
+            print(f"  vmcore: {r.vmcore_skipped}")
+        print(f"  report: {RunDir(r.folder).triage_md}")
     if len(results) > 1:
         print("crashes by signature:")
         for g in group_by_signature(results):

@@ -12,13 +12,13 @@ import queue
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from .report import triage_iteration
+from .result import TriageResult
 
 log = logging.getLogger("mlx5lab.triage")
 
-Done = Callable[[Path, dict[str, Any]], None]
+Done = Callable[[Path, TriageResult], None]
 
 
 class BackgroundTriage:
@@ -28,7 +28,6 @@ class BackgroundTriage:
         self._queue: queue.Queue[Path | None] = queue.Queue()
         self._on_done = on_done
         self._vmcore = vmcore
-        self.results: dict[Path, dict[str, Any]] = {}
         self._thread = threading.Thread(target=self._run, name="mlx5lab-triage", daemon=True)
         self._thread.start()
 
@@ -42,7 +41,6 @@ class BackgroundTriage:
             except Exception:  # noqa: BLE001 - one bad folder must not stop the triage of the next crashes
                 log.exception("triage of %s failed", folder)
                 continue
-            self.results[folder] = result
             if self._on_done is not None:
                 self._on_done(folder, result)
 

@@ -7,8 +7,6 @@ Nothing here keeps state between calls, so :func:`triage_iteration` can run in a
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import time
 from collections.abc import Callable
@@ -17,15 +15,13 @@ from typing import Any
 
 from .. import Mlx5LabError
 from ..crash import CrashReport, OopsSignature, crash_report
+from ..rundir import CampaignDir, RunDir, atomic_write, atomic_write_json, read_json, read_text
 from .debuginfo import debug_files, find_debuginfo, package_name
 from .debuginfo import fetch_debuginfo as _fetch
 from .markdown import render_markdown
+from .result import TriageResult
 from .verdict import console_verdict
 
-TRIAGE_JSON = "triage.json"
-TRIAGE_MD = "triage.md"
-VMCORE_NAMES = ("vmcore.kdump", "vmcore")
-SCHEMA = 1
 _BANNER = re.compile(r"Linux version (\S+)")
 _OOPS_RELEASE = re.compile(r"CPU: \d+ PID: \d+ Comm: .*? (?:Not tainted|Tainted: [A-Z ]*?) (\S+) #")
 
@@ -36,26 +32,18 @@ def _quiet(_msg: str) -> None:
     pass
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def console_crash(folder: Path) -> tuple[CrashReport | None, str | None]:
     """(crash report, where it came from): from oops.txt if it holds a report, else from console.log.
 
     Both go through :func:`mlx5lab.crash.crash_report`, as the campaign did when it kept the evidence, so an
     iteration's title here is the one in its result.json.
     """
-    for name in ("oops.txt", "console.log"):
-        path = folder / name
+    run = RunDir(folder)
+    for path in (run.oops, run.console):
         if path.is_file():
             report = crash_report(path.read_text(errors="replace"))
             if report is not None:
-                return report, name
+                return report, path.name
     return None, None
 
 
@@ -63,17 +51,11 @@ def kernel_release(folder: Path, identity: dict[str, Any], oops: str | None) -> 
     """From result.json's identity, else the console's boot banner, else the oops's CPU/PID line."""
     if identity.get("kernel_release"):
         return str(identity["kernel_release"])
-    console = folder / "console.log"
-    if console.is_file():
-        banners = _BANNER.findall(console.read_text(errors="replace"))
-        if banners:
-            return banners[-1]
+    banners = _BANNER.findall(read_text(RunDir(folder).console))
+    if banners:
+        return banners[-1]
     m = _OOPS_RELEASE.search(oops or "")
     return m.group(1) if m else None
-
-
-def find_vmcore(folder: Path) -> Path | None:
-    return next((folder / n for n in VMCORE_NAMES if (folder / n).is_file()), None)
 
 
 def _vmcore_part(folder: Path, vmcore: Path, release: str | None, identity: dict[str, Any],
@@ -98,71 +80,64 @@ def _vmcore_part(folder: Path, vmcore: Path, release: str | None, identity: dict
 
 
 def triage_iteration(folder: Path, *, vmcore: bool = True, fetch_debuginfo: bool = False,
-                     progress: Progress = _quiet, write: bool = True) -> dict[str, Any]:
+                     progress: Progress = _quiet, write: bool = True) -> TriageResult:
     """Triage one iteration folder; write triage.json and triage.md there (unless ``write`` is False).
 
     Never raises for a bad vmcore or missing debug info: those end up in the report. Safe to run in a
     background thread while the next iteration runs (its own drgn Program, no globals).
     """
-    folder = Path(folder)
+    run = RunDir(Path(folder))
     t0 = time.monotonic()
-    result_json = _read_json(folder / "result.json")
+    result_json = read_json(run.result)
     identity = result_json.get("identity") or {}
-    report, source = console_crash(folder)
+    report, source = console_crash(run.path)
     sig = report.detail if report else None
     t_console = time.monotonic() - t0
-    release = kernel_release(folder, identity, report.oops if report else None)
-    out: dict[str, Any] = {
-        "schema": SCHEMA, "folder": str(folder), "iteration": result_json.get("iteration"),
-        "outcome": result_json.get("outcome"),
-        "identity": {"kernel_release": release, "package_version": identity.get("package_version"),
-                     "variant": identity.get("variant")},
-        "title": report.title if report else None, "kind": report.kind_text if report else None,
-        "signature": report.signature if report else None, "console_source": source,
-        "console": sig.to_json() if sig else None, "vmcore": None, "vmcore_skipped": None,
-    }
-    vmcore_path = find_vmcore(folder)
+    release = kernel_release(run.path, identity, report.oops if report else None)
+    out = TriageResult(
+        folder=run.path, iteration=result_json.get("iteration"), outcome=result_json.get("outcome"),
+        identity={"kernel_release": release, "package_version": identity.get("package_version"),
+                  "variant": identity.get("variant")},
+        title=report.title if report else None, kind=report.kind_text if report else None,
+        signature=report.signature if report else None, console_source=source,
+        console=sig.to_json() if sig else None)
+    vmcore_path = run.find_vmcore()
     t1 = time.monotonic()
     if vmcore_path is None:
-        out["vmcore_skipped"] = "no vmcore in this folder"
+        out.vmcore_skipped = "no vmcore in this folder"
     elif not vmcore:
-        out["vmcore_skipped"] = "vmcore triage was turned off (--no-vmcore)"
+        out.vmcore_skipped = "vmcore triage was turned off (--no-vmcore)"
     else:
         try:
-            out["vmcore"], out["vmcore_skipped"] = _vmcore_part(folder, vmcore_path, release, identity, sig,
-                                                                fetch_debuginfo, progress)
-            out["vmcore_skipped"] = out["vmcore_skipped"] or None
+            out.vmcore, skipped = _vmcore_part(run.path, vmcore_path, release, identity, sig, fetch_debuginfo,
+                                               progress)
+            out.vmcore_skipped = skipped or None
         except Mlx5LabError as exc:
-            out["vmcore_skipped"] = f"vmcore triage failed: {exc}"
+            out.vmcore_skipped = f"vmcore triage failed: {exc}"
         except Exception as exc:  # noqa: BLE001 - a campaign's background triage must never die on one dump
-            out["vmcore_skipped"] = f"vmcore triage failed: {type(exc).__name__}: {exc}"
-    if out["vmcore"] and out["console"] is None and out["vmcore"].get("log_signature"):
-        log_sig = out["vmcore"]["log_signature"]
-        out.update(console=log_sig, console_source="the vmcore's printk log (not on the serial console)",
-                   title=log_sig["title"], kind=log_sig["kind"], signature=log_sig["signature"])
-    if out["vmcore"]:
-        out["verdict"], out["verdict_source"] = out["vmcore"]["verdict"], "vmcore"
-        if not out["kind"]:
-            out["kind"] = out["title"] = out["vmcore"]["kind"]
+            out.vmcore_skipped = f"vmcore triage failed: {type(exc).__name__}: {exc}"
+    if out.vmcore and out.console is None and out.vmcore.get("log_signature"):
+        log_sig = out.vmcore["log_signature"]
+        out.console, out.console_source = log_sig, "the vmcore's printk log (not on the serial console)"
+        out.title, out.kind, out.signature = log_sig["title"], log_sig["kind"], log_sig["signature"]
+    if out.vmcore:
+        out.verdict, out.verdict_source = out.vmcore["verdict"], "vmcore"
+        if not out.kind:
+            out.kind = out.title = out.vmcore["kind"]
     else:
-        out["verdict"], out["verdict_source"] = console_verdict(sig), "console"
-    out["timings"] = {"console_s": round(t_console, 3), "vmcore_s": round(time.monotonic() - t1, 3),
-                      "total_s": round(time.monotonic() - t0, 3)}
+        out.verdict, out.verdict_source = console_verdict(sig), "console"
+    out.timings = {"console_s": round(t_console, 3), "vmcore_s": round(time.monotonic() - t1, 3),
+                   "total_s": round(time.monotonic() - t0, 3)}
     if write:
-        _write(folder / TRIAGE_JSON, json.dumps(out, indent=2) + "\n")
-        _write(folder / TRIAGE_MD, render_markdown(out))
+        data = out.to_json()
+        atomic_write_json(run.triage_json, data)
+        atomic_write(run.triage_md, render_markdown(data))
     return out
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def is_crash_folder(folder: Path) -> bool:
     """An iteration folder with something to triage: a vmcore, or a crash report in its oops.txt or console.log."""
-    if find_vmcore(folder) is not None:
+    if RunDir(folder).find_vmcore() is not None:
         return True
     report, _ = console_crash(folder)
     return report is not None
@@ -173,7 +148,7 @@ def crash_folders(path: Path) -> list[Path]:
     path = Path(path)
     if not path.is_dir():
         raise Mlx5LabError(f"{path} is not a folder")
-    iters = sorted(p for p in path.glob("iter-*") if p.is_dir())
+    iters = [d.path for d in CampaignDir(path).iterations()]
     if not iters:
         if is_crash_folder(path):
             return [path]
@@ -182,20 +157,20 @@ def crash_folders(path: Path) -> list[Path]:
     return [p for p in iters if is_crash_folder(p)]
 
 
-def group_by_signature(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def group_by_signature(results: list[TriageResult]) -> list[dict[str, Any]]:
     """One entry per crash signature, most frequent first, for a campaign's overview."""
     groups: dict[str, dict[str, Any]] = {}
     for r in results:
-        key = r.get("signature") or "none"
-        g = groups.setdefault(key, {"signature": key, "title": r.get("title"), "count": 0, "iterations": [],
-                                    "verdict": r.get("verdict")})
+        key = r.signature or "none"
+        g = groups.setdefault(key, {"signature": key, "title": r.title, "count": 0, "iterations": [],
+                                    "verdict": r.verdict})
         g["count"] += 1
-        g["iterations"].append(Path(r["folder"]).name)
+        g["iterations"].append(r.folder.name)
     return sorted(groups.values(), key=lambda g: -g["count"])
 
 
 def triage_path(path: Path, *, vmcore: bool = True, fetch_debuginfo: bool = False,
-                progress: Progress = _quiet) -> list[dict[str, Any]]:
+                progress: Progress = _quiet) -> list[TriageResult]:
     """Triage one iteration folder or every crashed iteration of a campaign folder.
 
     For a campaign, also writes ``triage-summary.json`` (crashes grouped by signature) in its folder.
@@ -208,6 +183,6 @@ def triage_path(path: Path, *, vmcore: bool = True, fetch_debuginfo: bool = Fals
         results.append(triage_iteration(folder, vmcore=vmcore, fetch_debuginfo=fetch_debuginfo,
                                         progress=progress))
     if folders and folders != [path]:
-        _write(path / "triage-summary.json", json.dumps({"campaign": str(path), "crashes": len(results),
-                                                         "groups": group_by_signature(results)}, indent=2) + "\n")
+        atomic_write_json(CampaignDir(path).triage_summary, {"campaign": str(path), "crashes": len(results),
+                                                             "groups": group_by_signature(results)})
     return results
