@@ -12,7 +12,7 @@ from mlx5lab import Mlx5LabError
 from mlx5lab.triage import debuginfo
 from mlx5lab.triage.debuginfo import debug_files, fetch_debuginfo, find_debuginfo
 
-RELEASE = "6.1.0-99-amd64"
+RELEASE = "6.1.0-99-amd64"  # made up: nothing of the host, the cache or the archive is read
 
 pytestmark = pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb")
 

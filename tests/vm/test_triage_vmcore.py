@@ -1,60 +1,45 @@
-"""vmcore triage with drgn on real guest dumps; skipped where the dumps or the debug info are not cached.
+"""vmcore triage with drgn on real guest dumps, made in this session by the fixtures of tests/vm/conftest.py.
 
-Dumps are looked for in ``$MLX5LAB_TRIAGE_SAMPLES`` or ``cache_dir()/triage-samples/<name>/`` (an iteration
-folder each: vmcore.kdump, console.log, and for campaign iterations oops.txt and result.json):
 ``sysrq`` (stock kernel, echo c > /proc/sysrq-trigger), ``vulnerable`` (a positive-control race iteration),
-``nmi`` (stock kernel, QMP inject-nmi with unknown_nmi_panic). Cost: ~1 s per dump, ~5 s in all.
+``nmi`` (stock kernel, QMP inject-nmi with unknown_nmi_panic). Each test triages a copy of its sample with
+the guest kernel's cached debug info. Cost: the three boots are shared with tests/vm/test_triage.py; the
+triage itself takes ~1 s per dump, ~5 s in all.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from mlx5image.cache import cache_dir
-from mlx5lab.triage.debuginfo import find_debuginfo
 from mlx5lab.triage.report import triage_iteration
+from mlx5lab.triage.result import TriageResult
 
-RELEASE = "6.1.0-56-amd64"
-SAMPLES = Path(os.environ.get("MLX5LAB_TRIAGE_SAMPLES") or cache_dir() / "triage-samples")
+Copy = Callable[[Path], Path]
 
-pytestmark = pytest.mark.skipif(find_debuginfo(RELEASE) is None,
-                                reason=f"debug info for {RELEASE} not cached (mlx5lab triage --fetch-debuginfo)")
-
-
-def _sample(name: str, tmp_path: Path) -> Path:
-    src = SAMPLES / name
-    if not (src / "vmcore.kdump").is_file():
-        pytest.skip(f"no {name} vmcore in {SAMPLES}")
-    dst = tmp_path / name
-    dst.mkdir()
-    for f in src.iterdir():
-        (dst / f.name).symlink_to(f)
-    return dst
+pytestmark = pytest.mark.usefixtures("debuginfo")  # the guest kernel's, cached by `make setup`
 
 
-def _triage(folder: Path) -> dict[str, Any]:
+def _triage(folder: Path) -> TriageResult:
     t0 = time.monotonic()
     r = triage_iteration(folder)
     assert time.monotonic() - t0 < 10, "triage of one vmcore must take at most 10 s"
-    assert r["vmcore"] is not None, r["vmcore_skipped"]
-    assert not r["vmcore"]["errors"]
+    assert r.vmcore is not None, r.vmcore_skipped
+    assert not r.vmcore["errors"]
     return r
 
 
-def test_sysrq(tmp_path: Path) -> None:
-    r = _triage(_sample("sysrq", tmp_path))
-    vm = r["vmcore"]
+def test_sysrq(sysrq_sample: Path, sample_copy: Copy) -> None:
+    r = _triage(sample_copy(sysrq_sample))
+    vm = r.vmcore
     assert vm["crashed_task"]["comm"] == "sh"
     assert "sysrq_handle_crash" in [f["function"] for f in vm["crashed_task"]["stack"]]
-    assert r["verdict"].startswith("deliberate crash from sysrq (echo c > /proc/sysrq-trigger) by `sh`")
-    assert r["verdict"].endswith("not an mlx5 race.")
+    assert r.verdict.startswith("deliberate crash from sysrq (echo c > /proc/sysrq-trigger) by `sh`")
+    assert r.verdict.endswith("not an mlx5 race.")
     fns = vm["mlx5"]["functions"]
     assert [f["bdf"] for f in fns] == ["0000:01:00.0", "0000:01:00.1"]
     assert all(f["cmd_pool_state"]["state"] == "alive" and f["in_devices_kset"] for f in fns)
@@ -63,9 +48,9 @@ def test_sysrq(tmp_path: Path) -> None:
     assert vm["teardown_tasks"] == []
 
 
-def test_positive_control(tmp_path: Path) -> None:
-    r = _triage(_sample("vulnerable", tmp_path))
-    vm = r["vmcore"]
+def test_positive_control(vulnerable_sample: Path, sample_copy: Copy) -> None:
+    r = _triage(sample_copy(vulnerable_sample))
+    vm = r.vmcore
     assert any(p.endswith("mlx5_core.debug.ko") for p in vm["debug_files"])  # the variant's own module
     stack = vm["crashed_task"]["stack"]
     assert {"dma_pool_alloc", "mlx5_alloc_cmd_msg", "cmd_exec", "speed_show"} <= {f["function"] for f in stack}
@@ -81,24 +66,25 @@ def test_positive_control(tmp_path: Path) -> None:
     assert not fn["in_devices_kset"]
     reboot = next(t for t in vm["teardown_tasks"] if t["comm"] == "reboot")
     assert reboot["why"] == "reboot" and reboot["target"]["bdf"] in ("0000:01:00.0", "0000:01:00.1")
-    v = r["verdict"]
+    v = r.verdict
     assert v.startswith(f"use-after-free: `mlx5-reader` (pid {vm['crashed_task']['pid']}) read "
                         f"`{reader['ifname']}` ({reader['function']})")
     assert "poisoned to 0xdead000000006b00" in v and f"`reboot` (pid {reboot['pid']}) was shutting down" in v
 
 
-def test_nmi_without_console_report(tmp_path: Path) -> None:
-    r = _triage(_sample("nmi", tmp_path))
-    assert r["console_source"].startswith("the vmcore's printk log")
-    assert r["kind"] == "panic on NMI" and "CPU 0 was idle" in r["verdict"]
+def test_nmi_without_console_report(nmi_sample: Path, sample_copy: Copy) -> None:
+    r = _triage(sample_copy(nmi_sample))
+    assert r.console_source.startswith("the vmcore's printk log")
+    assert r.kind == "panic on NMI" and "CPU 0 was idle" in r.verdict
 
 
-def test_concurrent_triages_match_serial(tmp_path: Path) -> None:
+def test_concurrent_triages_match_serial(sysrq_sample: Path, vulnerable_sample: Path, sample_copy: Copy,
+                                         tmp_path: Path) -> None:
     """What the campaign does: triage crash N in a thread while other work runs; no shared state."""
-    a, b = _sample("sysrq", tmp_path), _sample("vulnerable", tmp_path)
-    serial = {f: triage_iteration(f, write=False)["verdict"] for f in (a, b)}
+    a, b = sample_copy(sysrq_sample), sample_copy(vulnerable_sample)
+    serial = {f: triage_iteration(f, write=False).verdict for f in (a, b)}
     out: dict[Path, str] = {}
-    threads = [threading.Thread(target=lambda f=f: out.__setitem__(f, triage_iteration(f)["verdict"]))
+    threads = [threading.Thread(target=lambda f=f: out.__setitem__(f, triage_iteration(f).verdict))
                for f in (a, b)]
     for t in threads:
         t.start()

@@ -3,7 +3,7 @@
 QEMU connects at start-up (VERSION, DMA maps, region/IRQ info, config space reads, DEVICE_RESET).
 A 64 KiB "BIOS" made here then programs the root port's bus numbers and sets bus mastering on the
 function (QEMU refuses DMA otherwise), so message-based DMA (DMA_READ/DMA_WRITE) can be checked
-against what QEMU itself sees. Skipped when no QEMU with vfio-user is built.
+against what QEMU itself sees. Needs the QEMU that `make setup` builds (the ``qemu`` fixture).
 """
 
 from __future__ import annotations
@@ -22,23 +22,6 @@ import pytest
 
 from mlx5dev.pci import PciFunction, PciFunctionConfig, RegisterFileBar
 from mlx5dev.vfio_user import VfioUserServer
-from mlx5lab import Mlx5LabError
-from mlx5lab.vm.qemu import find_qemu
-
-
-def _qemu() -> Path | None:
-    try:
-        return find_qemu()
-    except Mlx5LabError:
-        return None
-
-
-QEMU = _qemu()
-
-pytestmark = [
-    pytest.mark.vm,  # needs the real QEMU binary
-    pytest.mark.skipif(QEMU is None, reason="no QEMU with vfio-user-pci: run `make setup`"),
-]
 
 
 def _cf8(bus: int, dev: int, fn: int, reg: int) -> int:
@@ -120,7 +103,7 @@ def wait_for(cond, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-de
 
 
 @pytest.fixture(params=["memfd-share", "plain-ram"])
-def qemu_run(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Run]:
+def qemu_run(request: pytest.FixtureRequest, qemu: Path, tmp_path: Path) -> Iterator[Run]:
     cfg = PciFunctionConfig()
     bar = RegisterFileBar(cfg.bar0_size)
     sock, qmp_path, log = tmp_path / "vfu.sock", tmp_path / "qmp.sock", tmp_path / "qemu.log"
@@ -140,7 +123,7 @@ def qemu_run(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Run]:
     )
     device = {"driver": "vfio-user-pci", "socket": {"path": str(sock), "type": "unix"}, "bus": "rp0"}
     args = [
-        str(QEMU), "-L", "/usr/share/qemu", "-L", "/usr/share/seabios", "-accel", "tcg", "-cpu", "max",
+        str(qemu), "-L", "/usr/share/qemu", "-L", "/usr/share/seabios", "-accel", "tcg", "-cpu", "max",
         "-display", "none", "-nodefaults", "-no-user-config", *ram, "-bios", str(tmp_path / "bm.rom"),
         "-m", "1G", "-device", "pcie-root-port,id=rp0,chassis=1", "-device", json.dumps(device),
         "-S", "-qmp", f"unix:{qmp_path},server=on,wait=off",
