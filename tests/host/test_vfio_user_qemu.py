@@ -22,6 +22,7 @@ import pytest
 
 from mlx5dev.pci import PciFunction, PciFunctionConfig, RegisterFileBar
 from mlx5dev.vfio_user import VfioUserServer
+from mlx5lab.vm.qemu import machine_args
 
 
 def _cf8(bus: int, dev: int, fn: int, reg: int) -> int:
@@ -116,18 +117,13 @@ def qemu_run(request: pytest.FixtureRequest, qemu: Path, tmp_path: Path) -> Iter
     logger.addHandler(records)
     server = VfioUserServer(sock, lambda mem, irq: PciFunction(cfg, bar))
     thread = server.serve_in_thread(forever=False)
-    ram = (
-        ["-object", "memory-backend-memfd,id=mem,size=1G,share=on", "-machine", "q35,memory-backend=mem"]
-        if request.param == "memfd-share"
-        else ["-machine", "q35"]
-    )
     device = {"driver": "vfio-user-pci", "socket": {"path": str(sock), "type": "unix"}, "bus": "rp0"}
     args = [
-        str(qemu), "-L", "/usr/share/qemu", "-L", "/usr/share/seabios", "-accel", "tcg", "-cpu", "max",
-        "-display", "none", "-nodefaults", "-no-user-config", *ram, "-bios", str(tmp_path / "bm.rom"),
-        "-m", "1G", "-device", "pcie-root-port,id=rp0,chassis=1", "-device", json.dumps(device),
+        *machine_args(qemu, accel="tcg", memory_mb=1024, shared_memory=request.param == "memfd-share",
+                      bios=tmp_path / "bm.rom"),
+        "-device", "pcie-root-port,id=rp0,chassis=1", "-device", json.dumps(device),
         "-S", "-qmp", f"unix:{qmp_path},server=on,wait=off",
-    ]  # fmt: skip
+    ]
     with log.open("w") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
     qmp = None

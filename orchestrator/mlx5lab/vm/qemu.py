@@ -59,23 +59,31 @@ def firmware_args() -> list[str]:
     return args
 
 
-def guest_args(qemu: Path, *, accel: str, kernel: Path, initrd: Path, cmdline: str, console: Path,
-               memory_mb: int = 1024, cpus: int = 1, shared_memory: bool = False) -> list[str]:
-    """The QEMU command line that every guest of the project starts with (a Machine, the KVM probe).
+def machine_args(qemu: Path, *, accel: str, memory_mb: int = 1024, cpus: int = 1, shared_memory: bool = False,
+                 bios: Path = QBOOT) -> list[str]:
+    """The machine every QEMU of the project runs: q35, ``-cpu max``, no display, no default devices.
 
-    q35 with qboot and a PVH (or bzImage) kernel booted directly, no display and no default devices, the
-    serial console into a file. ``shared_memory`` backs guest RAM with a shared memfd, which the
-    vfio-user client needs: it passes the memory's file descriptors to the device server (vfio-user spec,
-    "VFIO_USER_DMA_MAP"), which maps them to reach guest memory directly.
+    ``shared_memory`` backs guest RAM with a shared memfd, which the vfio-user client needs: it passes the
+    memory's file descriptors to the device server (vfio-user spec, "VFIO_USER_DMA_MAP"), which maps them
+    to reach guest memory directly. Without it, the server reaches guest memory only through
+    VFIO_USER_DMA_READ/WRITE messages.
     """
     mem = f"{memory_mb}M"
-    machine = "q35,memory-backend=mem" if shared_memory else "q35"
     return [
         str(qemu), *firmware_args(),
         "-accel", accel, "-cpu", "max", "-smp", str(cpus), "-m", mem,
         *(["-object", f"memory-backend-memfd,id=mem,size={mem},share=on"] if shared_memory else []),
-        "-machine", machine, "-bios", str(QBOOT),
+        "-machine", "q35,memory-backend=mem" if shared_memory else "q35", "-bios", str(bios),
         "-display", "none", "-nodefaults", "-no-user-config",
+    ]
+
+
+def guest_args(qemu: Path, *, accel: str, kernel: Path, initrd: Path, cmdline: str, console: Path,
+               memory_mb: int = 1024, cpus: int = 1, shared_memory: bool = False) -> list[str]:
+    """:func:`machine_args` booting a PVH (or bzImage) kernel directly with qboot, the serial console into a
+    file: how every guest starts (a Machine, the KVM probe)."""
+    return [
+        *machine_args(qemu, accel=accel, memory_mb=memory_mb, cpus=cpus, shared_memory=shared_memory),
         "-kernel", str(kernel), "-initrd", str(initrd), "-append", cmdline,
         "-serial", f"file:{console}",
     ]
