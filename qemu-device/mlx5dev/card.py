@@ -15,6 +15,7 @@ from typing import Any
 from .interfaces import GuestMemory, InterruptSink
 from .mlx5.config import FunctionConfig
 from .mlx5.device import Mlx5Function
+from .mlx5.firmware import Firmware
 from .mlx5.trace import CommandTrace
 from .pci import PciFunction, PciFunctionConfig
 from .rundir import CardDir
@@ -32,10 +33,28 @@ class FunctionSpec:
 
 @dataclass
 class CardConfig:
+    """The card: its functions, and the capabilities that decide which path the driver takes.
+
+    Defaults are ConnectX-5-like: fast and force teardown (so ``shutdown`` takes
+    ``main.c: mlx5_try_fast_unload``), a firmware reset on the driver's request (``health.c:
+    reset_fw_if_needed``), and sync reset (``fw_reset.c``). ``cmd_timeout_ms`` makes the card advertise its
+    command timeout in the initialization segment and the DTOR register (``lib/tout.c``), by default the
+    driver's own minute; set lower, a command timeout takes seconds.
+    """
+
     functions: list[FunctionSpec] = field(default_factory=lambda: [
         FunctionSpec("02:15:b3:00:00:10", 100000), FunctionSpec("02:15:b3:00:00:11", 25000)])
     device_id: int = 0x1017
     msix_vectors: int = 8
+    fast_teardown: bool = True
+    force_teardown: bool = True
+    fw_reset_supported: bool = True
+    sync_reset: bool = True
+    # the firmware's command timeout in the initialization segment, which also makes the driver read DTOR
+    # (lib/tout.c); None: the card advertises none and the driver keeps its defaults (a minute), but also
+    # its shorter sync-reset deadline (PCI_SYNC_UPDATE without DTOR's tear_down_to), which two functions'
+    # serialised PCI link toggles under QEMU overrun
+    cmd_timeout_ms: int | None = 60000
 
     @classmethod
     def from_json(cls, text: str) -> CardConfig:
@@ -47,9 +66,9 @@ class CardConfig:
         return json.dumps(asdict(self))
 
     @classmethod
-    def from_speeds(cls, speeds: list[int]) -> CardConfig:
-        """One function per speed, with MACs 02:15:b3:00:00:10, :11, ..."""
-        return cls([FunctionSpec(f"02:15:b3:00:00:{0x10 + i:02x}", s) for i, s in enumerate(speeds)])
+    def from_speeds(cls, speeds: list[int], **settings: Any) -> CardConfig:
+        """One function per speed, with MACs 02:15:b3:00:00:10, :11, ...; ``settings`` as the fields."""
+        return cls([FunctionSpec(f"02:15:b3:00:00:{0x10 + i:02x}", s) for i, s in enumerate(speeds)], **settings)
 
 
 class Card:
@@ -59,6 +78,9 @@ class Card:
         self.config = config
         self.run_dir = CardDir(run_dir)
         self.functions: list[Mlx5Function | None] = [None] * len(config.functions)
+        fw_version = FunctionConfig().fw_version
+        self.firmware = Firmware(fw_version, fw_reset_supported=config.fw_reset_supported,
+                                 sync_reset=config.sync_reset, on_event=self._firmware_event)
         self.servers: list[VfioUserServer] = []
         for i in range(len(config.functions)):
             self.servers.append(VfioUserServer(self.run_dir.function_socket(i), self._factory(i)))
@@ -69,11 +91,18 @@ class Card:
                                     multifunction=(i == 0 and len(self.config.functions) > 1))
         fn_cfg = FunctionConfig(name=f"fn{i}", function_index=i, mac=spec.mac, speed_mbps=spec.speed_mbps,
                                 link_up=spec.link_up, num_msix=self.config.msix_vectors,
-                                bar0_size=pci_cfg.msix_table_offset)  # UARs stay below MSI-X
+                                bar0_size=pci_cfg.msix_table_offset,  # UARs stay below MSI-X
+                                fast_teardown=self.config.fast_teardown,
+                                force_teardown=self.config.force_teardown,
+                                fw_reset_supported=self.config.fw_reset_supported,
+                                sync_reset=self.config.sync_reset, cmd_timeout_ms=self.config.cmd_timeout_ms)
 
         def make(memory: GuestMemory, irq: InterruptSink) -> PciFunction:
             trace = CommandTrace(self.run_dir.trace(i))
-            fn = Mlx5Function(fn_cfg, memory, irq, trace)
+            old = self.functions[i]
+            if old is not None:  # QEMU reconnected (a new session): the old model stops
+                old.close()
+            fn = Mlx5Function(fn_cfg, memory, irq, trace, self.firmware)
             self.functions[i] = fn
             return PciFunction(pci_cfg, fn)
 
@@ -93,6 +122,12 @@ class Card:
             return [self.function(i) for i in range(len(self.functions))]
         return [self.function(index)]
 
+    def _firmware_event(self, record: dict[str, Any]) -> None:
+        """Firmware events go into every built function's trace (they concern all of them)."""
+        for fn in self.functions:
+            if fn is not None:
+                fn.trace.emit({**record, "function": fn.name})
+
     def status(self) -> list[dict[str, Any]]:
         return [self.function(i).status() for i in range(len(self.functions))]
 
@@ -106,3 +141,4 @@ class Card:
         for fn in self.functions:
             if fn is not None:
                 fn.close()
+        self.firmware.close()

@@ -7,11 +7,18 @@ every function, where that makes sense):
 - ``status``: the state of every function (mode, objects, link, speed, faults, health, ...)
 - ``set_link`` {function, up}: plug or unplug the cable (a port change event reaches the driver)
 - ``set_speed`` {function, mbps}: change the negotiated speed
+- ``flap_link`` {function, down_ms}: cable out, and back in after ``down_ms`` (two port change events)
 - ``add_fault`` {function, opcode (number or name, e.g. "ACCESS_REG"), register (id or name, e.g.
-  "PTYS"), delay_ms, status, syndrome, drop, count}: delay or fail matching commands, for the next
-  ``count`` commands or always; returns the fault ids
+  "PTYS"), delay_ms, status, syndrome, drop, hold, count}: delay, fail, drop or hold matching commands, for
+  the next ``count`` commands or always; returns the fault ids
+- ``release_held`` {function}: complete the commands a ``hold`` fault parked (late completions)
 - ``remove_fault`` {function, fault_id}; ``clear_faults`` {function}
-- ``set_health`` {function, synd, ext_synd, rfr, severity, fw_ver_dead, counter_frozen}; ``clear_health``
+- the card's firmware, shared by every function (``function`` is ignored): ``set_health`` {synd,
+  ext_synd, rfr, severity, fw_ver_dead, counter_frozen}, ``clear_health``; ``fw_fatal`` {synd, ext_synd}
+  (a firmware assert: syndrome with ``rfr``, the driver's health recovery resets the firmware);
+  ``fw_dead`` {seconds} (every read all-ones; back, reset, after ``seconds`` if given);
+  ``freeze_health_counter`` {frozen}; ``sync_reset`` (the firmware asks every function for a sync reset);
+  ``firmware`` (its state)
 """
 
 from __future__ import annotations
@@ -67,7 +74,15 @@ class ControlServer:
                 fn.remove_fault(int(fault_id)) for fn in self.card.selected(function)],
             "clear_faults": lambda function=None: [fn.clear_faults() for fn in self.card.selected(function)],
             "set_health": self._set_health,
-            "clear_health": lambda function=None: [fn.clear_health() for fn in self.card.selected(function)],
+            "clear_health": lambda function=None: self.card.firmware.clear_health(),
+            "flap_link": self._flap_link,
+            "release_held": lambda function=None: [fn.release_held() for fn in self.card.selected(function)],
+            "fw_fatal": self._fw_fatal,
+            "fw_dead": self._fw_dead,
+            "freeze_health_counter": lambda frozen=True, function=None: self.card.firmware.set_health(
+                counter_frozen=bool(frozen)),
+            "sync_reset": lambda function=None: self.card.firmware.sync_reset_request(None),
+            "firmware": lambda function=None: self.card.firmware.status(),
         }
 
     def _set_link(self, up: bool, function: int | None = None) -> None:
@@ -78,18 +93,38 @@ class ControlServer:
         for fn in self.card.selected(function):
             fn.set_speed(int(mbps))
 
+    def _flap_link(self, function: int | None = None, down_ms: float = 500) -> None:
+        fns = self.card.selected(function)
+        for fn in fns:
+            fn.set_link(False)
+        timer = threading.Timer(max(0.0, float(down_ms)) / 1000, lambda: [fn.set_link(True) for fn in fns])
+        timer.daemon = True
+        timer.start()
+
+    def _fw_fatal(self, synd: int = 1, ext_synd: int = 0, function: int | None = None) -> None:
+        if not 1 <= int(synd) <= 0xFF:
+            raise ValueError("synd is 1..255 (health.c: hsynd_str names them; 1 = firmware internal error)")
+        self.card.firmware.set_health(synd=int(synd), ext_synd=int(ext_synd) & 0xFFFF, rfr=True)
+
+    def _fw_dead(self, seconds: float | None = None, function: int | None = None) -> None:
+        self.card.firmware.set_health(fw_ver_dead=True)
+        if seconds is not None:
+            self.card.firmware.revive_after(float(seconds))
+
     def _add_fault(self, function: int | None = None, opcode: Any = None, register: Any = None,
                    **kw: Any) -> list[int]:
         op = _enum_value(Op, opcode, "opcode")
         reg = _enum_value(Reg, register, "register")
-        allowed = {"delay_ms", "status", "syndrome", "drop", "count"}
+        allowed = {"delay_ms", "status", "syndrome", "drop", "hold", "count"}
         if set(kw) - allowed:
             raise ValueError(f"unknown fault fields {sorted(set(kw) - allowed)}")
         return [fn.add_fault(op, register_id=reg, **kw) for fn in self.card.selected(function)]
 
     def _set_health(self, function: int | None = None, **kw: Any) -> None:
-        for fn in self.card.selected(function):
-            fn.set_health(**kw)
+        allowed = {"synd", "ext_synd", "rfr", "severity", "fw_ver_dead", "counter_frozen"}
+        if set(kw) - allowed:
+            raise ValueError(f"unknown health fields {sorted(set(kw) - allowed)}")
+        self.card.firmware.set_health(**kw)
 
     def handle(self, line: bytes) -> dict[str, Any]:
         try:

@@ -45,6 +45,7 @@ class BarDevice(Protocol):
         """Handle a (posted) write at BAR0 ``offset``. Must return at once; slow work is queued."""
         ...
 
-    def reset(self) -> None:
-        """Function-level reset: drop all state, as after power-on."""
+    def reset(self, function_only: bool = False) -> None:
+        """Drop all state, as after power-on. ``function_only``: a PCIe function-level reset, which
+        leaves state shared with the card's other functions alone."""
         ...

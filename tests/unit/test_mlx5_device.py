@@ -53,7 +53,10 @@ def test_caps_required_by_the_driver(env: tuple[Mlx5Function, TestDriver]) -> No
     assert CMD_HCA_CAP.get(gen, "port_type") == 1 and CMD_HCA_CAP.get(gen, "nic_flow_table") == 1
     assert 1 << CMD_HCA_CAP.get(gen, "log_max_eq") >= 16 + 4
     assert CMD_HCA_CAP.get(gen, "max_wqe_sz_sq") // 64 >= 16
-    assert CMD_HCA_CAP.get(gen, "fast_teardown") == 0 and CMD_HCA_CAP.get(gen, "force_teardown") == 0
+    # ConnectX-5-like: shutdown takes main.c: mlx5_try_fast_unload; sync reset is offered
+    assert CMD_HCA_CAP.get(gen, "fast_teardown") == 1 and CMD_HCA_CAP.get(gen, "force_teardown") == 1
+    assert CMD_HCA_CAP.get(gen, "general_notification_event") == 1
+    assert CMD_HCA_CAP.get(gen, "pci_sync_for_fw_update_event") == 1
     for name in ("csum_cap", "vlan_cap", "max_lso_cap", "rss_ind_tbl_cap"):
         assert ETH_OFFLOAD_CAPS.get(eth, name)
     assert FLOW_TABLE_NIC_CAP.get(ft, "flow_table_properties_nic_receive.max_ft_level") >= 54

@@ -21,7 +21,7 @@ def test_init_segment_registers() -> None:
         assert drv.rd32(0x00) == (35 << 16) | 16  # fw_rev: minor << 16 | major
         assert drv.rd32(0x04) == (5 << 16) | 2010  # cmdif_rev 5, fw_rev_sub
         assert drv.rd32(0x14) == 0x56  # log_sz 5, log_stride 6, nic_interface 0, no address yet
-        assert drv.rd32(0x1FC) == 0  # not initializing
+        assert drv.rd32(0x1FC) == 1 << 30  # not initializing (bit 31); FW reset supported (bit 30)
         assert drv.rd32(0xFF8) == 0 and drv.rd32(0xFFC) == 0  # driver keeps its own timeouts
         drv.wr32(0x10, 0x1)
         drv.wr32(0x14, 0x2345_6000)

@@ -118,6 +118,7 @@ WRITABLE_GENERAL = (
     "log_uar_page_sz",
     "cache_line_128byte",
     "log_max_current_uc_list",
+    "pci_sync_for_fw_update_event",  # set when the max has it (handle_hca_cap)
 )
 
 
@@ -127,6 +128,10 @@ def build_caps(cfg: FunctionConfig) -> dict[int, bytearray]:
     CMD_HCA_CAP.set(general, "log_max_eq", cfg.log_max_eq)
     CMD_HCA_CAP.set(general, "fast_teardown", int(cfg.fast_teardown))
     CMD_HCA_CAP.set(general, "force_teardown", int(cfg.force_teardown))
+    # sync reset (fw_reset.c) needs the GENERAL_EVENT in the async EQ (eq.c: gather_async_events_mask)
+    # and the driver's opt-in (main.c: handle_hca_cap)
+    CMD_HCA_CAP.set(general, "general_notification_event", int(cfg.sync_reset))
+    CMD_HCA_CAP.set(general, "pci_sync_for_fw_update_event", int(cfg.sync_reset))
     CMD_HCA_CAP.set(general, "vhca_id", cfg.function_index & 0xFFFF)
     return {
         Cap.GENERAL: general,

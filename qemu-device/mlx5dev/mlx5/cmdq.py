@@ -83,6 +83,7 @@ class CommandQueue:
         self._base = base
         self._lock = threading.Lock()
         self._pending: dict[int, int] = {}  # slot -> doorbell time (monotonic ns)
+        self._held: list[Callable[[], None]] = []  # commands a "hold" fault parked, in arrival order
         self.executed = 0
         self.delivery_errors = 0
 
@@ -103,6 +104,18 @@ class CommandQueue:
                 )
             else:
                 self.worker.submit(partial(self._fetch, slot, base, now))
+
+    def release_held(self) -> int:
+        """Execute and complete every held command now (in arrival order); returns how many."""
+        with self._lock:
+            held, self._held = self._held, []
+        for job in held:
+            self.worker.submit(job)
+        return len(held)
+
+    def held(self) -> int:
+        with self._lock:
+            return len(self._held)
 
     def pending_slots(self) -> list[int]:
         with self._lock:
@@ -167,6 +180,11 @@ class CommandQueue:
             return  # the slot stays pending: the driver times out, as with a hung firmware
         delay_ns = int(fault.delay_ms * 1e6) if fault is not None else 0
         job = partial(self._execute, entry, blocks, req, fault, info)
+        if fault is not None and fault.hold:
+            with self._lock:
+                self._held.append(job)
+            dev.trace.emit({"kind": "info", "function": dev.name, **info, "detail": "held by fault"})
+            return
         if delay_ns:
             self.worker.submit(job, delay_ns)
         else:

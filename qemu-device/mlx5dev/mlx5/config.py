@@ -32,8 +32,13 @@ class FunctionConfig:
     link_up: bool = True
     num_msix: int = 16
     fw_version: tuple[int, int, int] = (16, 35, 2000)  # major, minor, subminor (ConnectX-5 style)
-    fast_teardown: bool = False
-    force_teardown: bool = False
+    # ConnectX-5-like: firmware that can tear down fast (main.c: mlx5_try_fast_unload takes that path on
+    # shutdown), reset itself on the driver's request (health.c: reset_fw_if_needed) and negotiate a sync
+    # reset (fw_reset.c); each is a card setting so a scenario can take the other path.
+    fast_teardown: bool = True
+    force_teardown: bool = True
+    fw_reset_supported: bool = True
+    sync_reset: bool = True
     uar_base: int = 8
     bar0_size: int = 1 << 20
     mtu: int = 1500

@@ -255,6 +255,14 @@ class Event(IntEnum):
     PORT_CHANGE = 0x09
     CMD = 0x0A
     PAGE_REQUEST = 0x0B
+    GENERAL_EVENT = 0x22
+
+
+class GeneralSubtype(IntEnum):
+    """GENERAL_EVENT sub_type (``device.h`` MLX5_GENERAL_SUBTYPE_*)."""
+
+    FW_LIVE_PATCH = 0x7
+    PCI_SYNC_FOR_FW_UPDATE = 0x8
 
 
 class PortChange(IntEnum):

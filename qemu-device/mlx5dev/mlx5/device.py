@@ -20,9 +20,11 @@ from ..interfaces import GuestMemory, InterruptSink
 from . import handlers  # noqa: F401  (registers every command handler)
 from .cmdq import CommandQueue
 from .config import FunctionConfig
-from .consts import Cap
+from .consts import Cap, Event, GeneralSubtype
 from .datapath import sq_doorbell
 from .faults import Fault, FaultTable
+from .firmware import Firmware, SyncRstState
+from .ifc.caps import CMD_HCA_CAP
 from .iseg import InitSegment, NicInterface
 from .registers.timeouts import encode_timeout
 from .state import DeviceState
@@ -48,23 +50,31 @@ class Mlx5Function:
         memory: GuestMemory,
         irq: InterruptSink,
         trace: CommandTrace | None = None,
+        firmware: Firmware | None = None,
     ) -> None:
         self.config = config
+        self.name = config.name
         self.memory = memory
         self.irq = irq
         self._own_trace = trace is None
         self.trace = trace if trace is not None else CommandTrace()
         self.faults = FaultTable()
+        self._own_firmware = firmware is None
+        self.firmware = firmware if firmware is not None else Firmware(
+            config.fw_version, fw_reset_supported=config.fw_reset_supported, sync_reset=config.sync_reset)
         exec_to = encode_timeout(config.cmd_timeout_ms) if config.cmd_timeout_ms else 0
         init_to = encode_timeout(2000) if config.cmd_timeout_ms else 0
-        self.iseg = InitSegment(config.fw_version, self._cmd_doorbell, exec_to, init_to)
+        self.iseg = InitSegment(self.firmware, self._cmd_doorbell, exec_to, init_to,
+                                on_nic_interface=lambda value: self.firmware.nic_interface_written(self, value))
         self._sq_half: dict[int, bytes] = {}
         self.cq_doorbells = 0
+        self.ignored_while_halted = 0
         self._closed = False
         self._start()
+        self.firmware.attach(self)
 
     def _start(self) -> None:
-        self.state = DeviceState(self.config, self.memory, self.irq, self.trace)
+        self.state = DeviceState(self.config, self.memory, self.irq, self.trace, self.firmware, self)
         self.worker = Worker(f"mlx5-{self.config.name}")
         self.cmdq = CommandQueue(self.state, self.worker, self.faults, lambda: self.iseg.cmdq_addr)
 
@@ -86,18 +96,67 @@ class Mlx5Function:
             return
         self._uar_write(page, inner, bytes(data))
 
-    def reset(self) -> None:
-        """Function-level reset: stop the worker (queued work is dropped), forget every object."""
+    def reset(self, function_only: bool = False) -> None:
+        """A PCI reset: stop the worker (queued work is dropped), forget every object.
+
+        ``function_only`` (a function-level reset through DEVCTL) leaves the card's firmware alone, as
+        PCIe FLR does: the health buffer, the health counter and the other function are untouched. Otherwise
+        (QEMU's system or bus reset) the whole card starts from power-on.
+        """
+        if not function_only:
+            self.firmware.cold_reset()
+        self._restart("function-level reset" if function_only else "function reset")
+
+    def firmware_reset(self) -> None:
+        """The firmware reset this function (:mod:`.firmware`): every object and pending command is gone."""
+        self._restart("firmware reset")
+
+    def _restart(self, why: str, nic_interface: int = NicInterface.FULL_DRIVER) -> None:
         self.worker.stop()
-        self.iseg.reset()
+        self.iseg.reset(nic_interface)
         self._sq_half.clear()
-        self.trace.emit({"kind": "info", "function": self.config.name, "detail": "function reset"})
+        self.trace.emit({"kind": "info", "function": self.config.name, "detail": why})
         if not self._closed:
             self._start()
+
+    def halt(self, why: str) -> None:
+        """The firmware stopped: queued and delayed work is dropped, nothing is written to the guest."""
+        dropped = self.worker.clear()
+        self.trace.emit({"kind": "info", "function": self.config.name, "detail": f"halted: {why}",
+                         "dropped_jobs": dropped, "pending_slots": self.cmdq.pending_slots()})
+
+    def set_nic_interface(self, value: int) -> None:
+        self.iseg.set_nic_interface(value)
+
+    def nic_interface(self) -> int:
+        return self.iseg.nic_interface
+
+    def post_sync_reset_event(self, state: SyncRstState) -> bool:
+        """Queue a PCI_SYNC_FOR_FW_UPDATE event with ``state``; False if the driver did not subscribe
+        (``pci_sync_for_fw_update_event`` not set in SET_HCA_CAP, or no EQ for GENERAL_EVENT)."""
+        st = self.state
+        with st.lock:
+            enabled = CMD_HCA_CAP.get(st.caps_cur[Cap.GENERAL], "pci_sync_for_fw_update_event")
+            subscribed = any(eq.handles(Event.GENERAL_EVENT) for eq in st.objects.eqs.values())
+        if not (enabled and subscribed):
+            return False
+        data = bytearray(0x1C)
+        data[3] = int(state)  # device.h: struct mlx5_eqe_sync_fw_update, sync_rst_state
+
+        def post() -> None:
+            with st.lock:
+                posted = st.post_event(Event.GENERAL_EVENT, GeneralSubtype.PCI_SYNC_FOR_FW_UPDATE, bytes(data))
+                st.trace.emit({"kind": "event", "function": self.name, "posted": posted,
+                               "detail": f"sync reset {state.name}"})
+
+        self.worker.submit(post)
+        return True
 
     def close(self) -> None:
         self._closed = True
         self.worker.stop()
+        if self._own_firmware:
+            self.firmware.close()
         if self._own_trace:
             self.trace.close()
 
@@ -106,12 +165,19 @@ class Mlx5Function:
         self.worker.submit(partial(self.state.reject, detail, **extra))
 
     def _cmd_doorbell(self, mask: int) -> None:
+        if self.firmware.halted:
+            self.ignored_while_halted += 1
+            self._reject(f"command doorbell {mask:#x} ignored: the firmware is halted")
+            return
         if self.iseg.nic_interface != NicInterface.FULL_DRIVER:
             self._reject(f"command doorbell {mask:#x} while nic_interface is {self.iseg.nic_interface}")
             return
         self.cmdq.doorbell(mask)
 
     def _uar_write(self, page: int, inner: int, data: bytes) -> None:
+        if self.firmware.halted:
+            self.ignored_while_halted += 1  # a halted firmware reads no doorbell (counted, not traced)
+            return
         if inner in (EQ_DB_ARM, EQ_DB_NOARM) and len(data) == 4:
             value = int.from_bytes(data, "big")
             eq = self.state.objects.eqs.find(value >> 24)
@@ -164,10 +230,15 @@ class Mlx5Function:
         status: int | None = None,
         syndrome: int = 0xE50F0000,
         drop: bool = False,
+        hold: bool = False,
         count: int | None = None,
     ) -> int:
         """Add a fault rule (see :mod:`.faults`); returns its id for ``remove_fault``."""
-        return self.faults.add(Fault(opcode, register_id, delay_ms, status, syndrome, drop, count))
+        return self.faults.add(Fault(opcode, register_id, delay_ms, status, syndrome, drop, hold, count))
+
+    def release_held(self) -> int:
+        """Complete the commands a ``hold`` fault parked; returns how many."""
+        return self.cmdq.release_held()
 
     def remove_fault(self, fault_id: int) -> bool:
         return self.faults.remove(fault_id)
@@ -187,12 +258,10 @@ class Mlx5Function:
         """Health-buffer fault injection: a syndrome (with ``rfr`` it is fatal for the driver),
         a dead ``fw_ver`` (reads 0xffffffff), or a frozen health counter (miss reports)."""
         changes = {k: v for k, v in locals().items() if k != "self" and v is not None}
-        self.iseg.set_health(**changes)
+        self.firmware.set_health(**changes)
 
     def clear_health(self) -> None:
-        self.iseg.set_health(
-            synd=0, ext_synd=0, rfr=False, severity=None, fw_ver_dead=False, counter_frozen=False
-        )
+        self.firmware.clear_health()
 
     def wait_idle(self, timeout: float = 5.0) -> bool:
         """Wait until the worker has nothing queued or running (delayed faults count as queued)."""
@@ -214,6 +283,7 @@ class Mlx5Function:
                 "commands_executed": self.cmdq.executed,
                 "delivery_errors": self.cmdq.delivery_errors,
                 "pending_slots": self.cmdq.pending_slots(),
+                "held_commands": self.cmdq.held(),
                 "objects": st.objects.counts(),
                 "events_posted": dict(st.events_posted),
                 "link_up": port.link_up,
@@ -227,9 +297,13 @@ class Mlx5Function:
                     "num_msix": self.config.num_msix,
                     "fast_teardown": self.config.fast_teardown,
                     "force_teardown": self.config.force_teardown,
+                    "sync_reset": self.config.sync_reset,
+                    "fw_reset_supported": self.config.fw_reset_supported,
                 },
                 "given_pages": len(hca.given_pages),
                 "health": vars(self.iseg.health).copy(),
+                "firmware": self.firmware.status(),
+                "ignored_while_halted": self.ignored_while_halted,
                 "faults": self.faults.list(),
                 "cap_types": sorted(Cap(t).name for t in st.caps_max),
             }

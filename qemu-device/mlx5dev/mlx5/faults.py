@@ -3,7 +3,10 @@
 A matching fault is consumed when a command is fetched from its slot. ``delay_ms`` postpones the
 command's execution and completion (other slots keep running); ``status`` makes it fail with that
 status and ``syndrome`` without running its handler; ``drop`` never completes it (the driver
-times out after 60 s). The first matching fault in insertion order wins.
+times out after its command timeout: ``cmd.c: wait_func``, 60 s by default, plus 5 s of EQ recovery in events
+mode); ``hold`` parks it until the control channel releases it (a late completion: ``cmd.c:
+mlx5_cmd_comp_handler`` logs "Command completion arrived after timeout" and frees the leaked slot). The first
+matching fault in insertion order wins.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ class Fault:
     status: int | None = None  # fail with this command status
     syndrome: int = 0xE50F0000
     drop: bool = False
+    hold: bool = False  # execute and complete only when released (Mlx5Function.release_held)
     count: int | None = None  # remaining matches; None: always
     fault_id: int = field(default=0)
     hits: int = 0

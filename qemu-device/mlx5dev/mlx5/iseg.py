@@ -2,16 +2,18 @@
 
 Registers are big-endian 32-bit. Only three are writable by the driver: ``cmdq_addr_h``,
 ``cmdq_addr_l_sz`` (queue address, and ``nic_interface`` for fast teardown / SW reset) and the
-command doorbell, which is forwarded to a callback. ``health_counter`` advances on every read so
-the driver's health poller never counts a miss; fault injection can freeze it or raise a syndrome.
+command doorbell, which is forwarded to a callback. The health buffer, the health counter and the
+``initializing`` word belong to the card's firmware (:mod:`.firmware`), shared by every function:
+``health_counter`` advances on every read so the driver's health poller never counts a miss; fault
+injection can freeze it, raise a syndrome, or make the function read all-ones (a dead firmware).
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from .firmware import Firmware, HealthState
 from .ifc.hw import INIT_SEG
 
 ISEG_SIZE = INIT_SEG.size
@@ -23,6 +25,10 @@ OFF_CMDQ_ADDR_H = INIT_SEG.field("cmdq_addr_h").byte
 OFF_CMDQ_ADDR_L_SZ = 0x14
 OFF_CMD_DBELL = INIT_SEG.field("cmd_dbell").byte
 OFF_HEALTH_COUNTER = INIT_SEG.field("health_counter").byte
+OFF_INITIALIZING = 0x1FC
+INITIALIZING = 1 << 31  # main.c: wait_fw_init waits for it to clear
+FW_RESET_SUPPORTED = 1 << 30  # device.h: MLX5_FW_RESET_SUPPORTED_OFFSET, read by health.c: reset_fw_if_needed
+ALL_ONES = 0xFFFFFFFF
 
 
 class NicInterface:
@@ -34,40 +40,38 @@ class NicInterface:
     SW_RESET = 7
 
 
-@dataclass
-class HealthState:
-    synd: int = 0
-    ext_synd: int = 0
-    rfr: bool = False
-    severity: int | None = None
-    fw_ver_dead: bool = False  # fw_ver reads 0xffffffff: the driver's "PCI dead" sensor
-    counter_frozen: bool = False
-
-
 class InitSegment:
     """Register file of the init segment. ``mmio_read``/``mmio_write`` are cheap and never block."""
 
     def __init__(
         self,
-        fw_rev: tuple[int, int, int],
+        firmware: Firmware,
         on_doorbell: Callable[[int], None],
         cmd_exec_to: int = 0,
         cmd_q_init_to: int = 0,
+        on_nic_interface: Callable[[int], None] | None = None,
     ) -> None:
-        self._major, self._minor, self._sub = fw_rev
+        self.firmware = firmware
         self._timeouts = {0xFF8: cmd_exec_to, 0xFFC: cmd_q_init_to}
         self._on_doorbell = on_doorbell
+        self._on_nic_interface = on_nic_interface or (lambda value: None)
         self._lock = threading.Lock()
-        self.health = HealthState()
         self.reset()
 
-    def reset(self) -> None:
+    @property
+    def health(self) -> HealthState:
+        return self.firmware.health
+
+    def reset(self, nic_interface: int = NicInterface.FULL_DRIVER) -> None:
+        """The function's own registers to their reset values (the firmware's state is not touched)."""
         with self._lock:
             self.cmdq_addr_h = 0
             self.cmdq_addr_l = 0
-            self.nic_interface = NicInterface.FULL_DRIVER
-            self.health_counter = 0
-            self.health = HealthState()
+            self.nic_interface = nic_interface
+
+    def set_nic_interface(self, value: int) -> None:
+        with self._lock:
+            self.nic_interface = value & 7
 
     @property
     def cmdq_addr(self) -> int:
@@ -76,10 +80,14 @@ class InitSegment:
 
     def _dword(self, off: int) -> int:
         """The 32-bit register at 4-byte-aligned ``off``, as the driver reads it."""
+        fw = self.firmware
+        if fw.health.fw_ver_dead:
+            return ALL_ONES  # an unreachable function: every read completes with all-ones
+        major, minor, sub = fw.fw_version
         if off == 0x000:
-            return (self._minor << 16) | self._major
+            return (minor << 16) | major
         if off == 0x004:
-            return (CMDIF_REV << 16) | self._sub
+            return (CMDIF_REV << 16) | sub
         if off == OFF_CMDQ_ADDR_H:
             return self.cmdq_addr_h
         if off == OFF_CMDQ_ADDR_L_SZ:
@@ -90,19 +98,20 @@ class InitSegment:
                 | LOG_CMDQ_STRIDE
             )
         if off == OFF_HEALTH_COUNTER:
-            if not self.health.counter_frozen:
-                self.health_counter = (self.health_counter + 1) & 0xFFFFFFFF
-            return self.health_counter
+            return fw.read_health_counter()
+        if off == OFF_INITIALIZING:
+            return (INITIALIZING if fw.resetting else 0) | (FW_RESET_SUPPORTED if fw.fw_reset_supported else 0)
         if 0x200 <= off < 0x240:
             return self._health_dword(off - 0x200)
         if off in self._timeouts:  # 0 (default): the driver keeps its own timeouts and skips DTOR
             return self._timeouts[off]
-        return 0  # initializing (0x1fc) = 0: ready at once; clocks unused
+        return 0  # clocks unused
 
     def _health_dword(self, off: int) -> int:
         h = self.health
         if off == 0x30:
-            return 0xFFFFFFFF if h.fw_ver_dead else ((self._minor << 16) | self._major)
+            major, minor, _sub = self.firmware.fw_version
+            return (minor << 16) | major
         if off == 0x38:
             sev = 0 if h.severity is None else (0x8 | (h.severity & 7))
             return ((0x80 if h.rfr else 0) | sev) << 24
@@ -134,11 +143,7 @@ class InitSegment:
             elif off == OFF_CMDQ_ADDR_L_SZ:
                 self.cmdq_addr_l = value & 0xFFFFF000
                 self.nic_interface = (value >> 8) & 7
-            # every other register is read-only: writes are dropped
-
-    def set_health(self, **changes: object) -> None:
-        with self._lock:
-            for k, v in changes.items():
-                if not hasattr(self.health, k):
-                    raise AttributeError(f"no health field {k}")
-                setattr(self.health, k, v)
+            else:
+                return  # every other register is read-only: writes are dropped
+        if off == OFF_CMDQ_ADDR_L_SZ:
+            self._on_nic_interface(self.nic_interface)

@@ -15,6 +15,7 @@ from .capabilities import build_caps
 from .config import FunctionConfig
 from .consts import Event, PortChange
 from .eq import EventQueue
+from .firmware import Firmware, FunctionSide
 from .ifc.hw import EQE
 from .objects import Objects
 from .port import Port, VportContext
@@ -42,9 +43,12 @@ class HcaState:
 
 class DeviceState:
     def __init__(
-        self, config: FunctionConfig, memory: GuestMemory, irq: InterruptSink, trace: CommandTrace
+        self, config: FunctionConfig, memory: GuestMemory, irq: InterruptSink, trace: CommandTrace,
+        firmware: Firmware | None = None, owner: FunctionSide | None = None,
     ) -> None:
         self.config = config
+        self.firmware = firmware if firmware is not None else Firmware(config.fw_version)
+        self.owner = owner  # the Mlx5Function whose state this is (registers that talk to the firmware)
         self.memory = memory
         self.irq = irq
         self.trace = trace
@@ -72,6 +76,9 @@ class DeviceState:
 
     def post_eqe(self, eq: EventQueue, event_type: int, sub_type: int, data: bytes) -> bool:
         """Write an EQE and raise the EQ's vector; problems are traced, never raised."""
+        if self.firmware.halted:
+            self.reject(f"EQ {eq.eqn:#x}: EQE type {event_type:#x} not written: the firmware is halted")
+            return False
         try:
             ok = eq.post(self.memory, event_type, sub_type, data)
         except DMAError as e:

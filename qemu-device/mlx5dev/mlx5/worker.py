@@ -53,6 +53,13 @@ class Worker:
             time.sleep(0.001)
         return False
 
+    def clear(self) -> int:
+        """Drop every queued job (a running one finishes); the worker keeps running. Returns how many."""
+        with self._cond:
+            dropped = len(self._heap)
+            self._heap.clear()
+            return dropped
+
     def stop(self, timeout: float = 5.0) -> bool:
         """Drop queued jobs, let a running job finish, join. False if the thread did not exit."""
         with self._cond:

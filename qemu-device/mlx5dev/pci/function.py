@@ -130,15 +130,18 @@ class PciFunction:
             return
         raise bad_access(f"write to region {index}, which has no accessible contents")
 
-    def reset(self) -> None:
-        """Function reset: config space to power-on values, MSI-X state cleared, device reset."""
+    def reset(self, function_only: bool = False) -> None:
+        """Function reset: config space to power-on values, MSI-X state cleared, device reset.
+
+        ``function_only`` for a function-level reset (DEVCTL): the device keeps what the card's functions
+        share; otherwise (VFIO_USER_DEVICE_RESET, QEMU's system or bus reset) the whole card is reset."""
         with self._lock:
             self.config_space.reset()
             self._pba[:] = bytes(len(self._pba))
             self._table = self._initial_table()
             self.resets += 1
-        log.info("function reset (#%d)", self.resets)
-        self.bar.reset()
+        log.info("%s (#%d)", "function-level reset" if function_only else "function reset", self.resets)
+        self.bar.reset(function_only)
 
     # -- MSI-X pending bits ----------------------------------------------------------------------
 
@@ -195,4 +198,4 @@ class PciFunction:
             self.config_space.write(offset, data)
         if flr:
             log.info("function-level reset requested through DEVCTL")
-            self.reset()
+            self.reset(function_only=True)

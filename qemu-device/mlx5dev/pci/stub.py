@@ -34,7 +34,7 @@ class RegisterFileBar:
         if self.on_write is not None:
             self.on_write(offset, bytes(data))
 
-    def reset(self) -> None:
+    def reset(self, function_only: bool = False) -> None:
         with self._lock:
             self._mem[:] = bytes(self.size)
             self.resets += 1

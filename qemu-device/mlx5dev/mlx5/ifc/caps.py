@@ -56,6 +56,7 @@ CMD_HCA_CAP = Layout(
         ("general_notification_event", 0x1D2, 0x1),
         ("fpga", 0x1D5, 0x1),
         ("stat_rate_support", 0x1E0, 0x10),
+        ("pci_sync_for_fw_update_event", 0x1F1, 0x1),
         ("cqe_version", 0x1FC, 0x4),
         ("striding_rq", 0x201, 0x1),
         ("ipoib_enhanced_offloads", 0x203, 0x1),

@@ -146,6 +146,19 @@ HOST_ENDIANNESS = Layout(
     ],
 )
 
+MFRL = Layout(
+    "mfrl_reg",
+    0x8,
+    [
+        ("pci_sync_for_fw_update_start", 0x22, 0x1),
+        ("pci_sync_for_fw_update_resp", 0x23, 0x2),
+        ("rst_type_sel", 0x25, 0x3),
+        ("reset_state", 0x2C, 0x4),
+        ("reset_type", 0x30, 0x8),
+        ("reset_level", 0x38, 0x8),
+    ],
+)
+
 DTOR = Layout(
     "dtor_reg",
     0x40,
