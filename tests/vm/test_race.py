@@ -105,10 +105,13 @@ def test_killed_campaign_resumes_to_the_same_counts(tmp_path: Path) -> None:
 
 
 def test_a_dropped_teardown_command_is_a_hang_with_a_vmcore(tmp_path: Path) -> None:
-    """A teardown command the device never completes stalls reboot: the hang path (NMI, dump) runs."""
+    """A teardown command the device never completes stalls reboot: the hang path (NMI, dump) runs.
+
+    The card tears down fast (main.c: mlx5_try_fast_unload), so shutdown's first command is TEARDOWN_HCA
+    (fw.c: mlx5_cmd_fast_teardown_hca), which waits for its completion for the command timeout."""
     out = tmp_path / "hang"
     res = race("--variant", "stock", "--iterations", "1", "--hang-timeout", "8",
-               "--fault", "function=1,opcode=DESTROY_TIR,drop=1", "--out", str(out))
+               "--fault", "function=1,opcode=TEARDOWN_HCA,drop=1", "--out", str(out))
     assert res.returncode == 1, res.stderr
     (entry,) = journal(out)
     assert entry["outcome"] == "hang", entry
