@@ -58,10 +58,14 @@ def test_flr_keeps_what_the_functions_share() -> None:
         before = drv.rd32(0x1010)
         dev.reset(function_only=True)
         assert drv.rd32(0x14) & 0xFFFFF000 == 0 and dev.status()["state"] == "disabled"
+        assert nic_interface(drv) == NIC_DISABLED  # what health.c: poll_health notices (sensor 3)
         assert dev.status()["health"]["synd"] == 3  # the health buffer is the firmware's
         assert drv.rd32(0x1010) > before  # the counter went on
+        drv.__init__(dev, drv.mem, drv.irq)
+        drv.probe()  # the health recovery's mlx5_load_one: the command queue address write re-enables it
+        assert nic_interface(drv) == 0 and dev.status()["state"] == "initialized"
         dev.reset()  # QEMU's system reset: power-on
-        assert dev.status()["health"]["synd"] == 0
+        assert dev.status()["health"]["synd"] == 0 and nic_interface(drv) == 0
     finally:
         dev.close()
 

@@ -100,12 +100,18 @@ class Mlx5Function:
         """A PCI reset: stop the worker (queued work is dropped), forget every object.
 
         ``function_only`` (a function-level reset through DEVCTL) leaves the card's firmware alone, as
-        PCIe FLR does: the health buffer, the health counter and the other function are untouched. Otherwise
-        (QEMU's system or bus reset) the whole card starts from power-on.
+        PCIe FLR does: the health buffer, the health counter and the other function are untouched, and the
+        function's NIC interface reads DISABLED until the driver programs the command queue again, as after
+        a firmware reset. A driver still bound (6.1 has no ``reset_prepare``/``reset_done`` handlers) thus
+        notices it as it notices a torn-down function: ``health.c: poll_health`` reports sensor
+        NIC_DISABLED and its health recovery reloads the function. Otherwise (QEMU's system or bus reset)
+        the whole card starts from power-on.
         """
-        if not function_only:
-            self.firmware.cold_reset()
-        self._restart("function-level reset" if function_only else "function reset")
+        if function_only:
+            self._restart("function-level reset", NicInterface.DISABLED)
+            return
+        self.firmware.cold_reset()
+        self._restart("function reset")
 
     def firmware_reset(self) -> None:
         """The firmware reset this function (:mod:`.firmware`): every object and pending command is gone."""
