@@ -29,3 +29,10 @@ def test_infra_details_say_what_happened() -> None:
     assert decide("the device server exited", 30) == ("infra", "the device server exited")
     assert "host-signal" in decide(ev("SHUTDOWN", guest=False, reason="host-signal"), 30)[1]
     assert "30s" in decide(None, 30)[1]
+
+
+def test_graceful_poweroff_is_clean_only_when_the_guest_shuts_down() -> None:
+    assert decide(ev("SHUTDOWN", guest=True, reason="guest-shutdown"), 30, "poweroff")[0] == "clean"
+    assert decide(ev("RESET", guest=True, reason="guest-reset"), 30, "poweroff")[0] == "infra"
+    assert decide(ev("RESET", guest=True, reason="guest-reset"), 30, "reboot")[0] == "clean"
+    assert decide(ev("SHUTDOWN", guest=False, reason="host-signal"), 30, "poweroff")[0] == "infra"

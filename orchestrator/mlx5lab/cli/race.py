@@ -13,7 +13,7 @@ from mlx5image.variants import VARIANTS
 from ..campaign.campaign import Campaign
 from ..campaign.runner import pinned_kernel, run_campaign
 from ..campaign.spec import CampaignSpec
-from ..scenarios.reboot_race import READER_ATTRS, RaceParams
+from ..scenarios.reboot_race import READER_ATTRS, REBOOTS, RaceParams
 from . import common
 
 
@@ -63,7 +63,7 @@ def open_campaign(args: argparse.Namespace) -> Campaign:
         common.progress(f"resuming {c.folder}: {len(c.results)} of {c.spec.iterations} iterations done")
         return c
     params = RaceParams(speeds=args.speeds, readers=args.readers, threads=args.threads,
-                        hang_timeout_s=args.hang_timeout, faults=args.fault)
+                        hang_timeout_s=args.hang_timeout, faults=args.fault, reboot=args.reboot)
     spec = CampaignSpec(kernel=pinned_kernel(args.kernel, common.progress), variant=args.variant,
                         iterations=args.iterations, seed=args.seed, delay_min_s=args.delay[0],
                         delay_max_s=args.delay[1], params=params)
@@ -92,6 +92,8 @@ def add_parser(sub: Any) -> None:
     sp.add_argument("--fault", type=parse_fault, action="append", default=[], metavar="K=V,...",
                     help="device fault to widen the window, e.g. function=0,opcode=TEARDOWN_HCA,delay_ms=300")
     sp.add_argument("--hang-timeout", type=float, default=30.0, help="seconds without reset or panic = hang")
+    sp.add_argument("--reboot", choices=REBOOTS, default="reboot -f",
+                    help="how the guest goes down: reboot(2) at once (-f), or through init (reboot, poweroff)")
     common.add_speeds(sp)
     where = sp.add_mutually_exclusive_group()
     where.add_argument("--out", type=Path, help="campaign folder (default: in the cache, named by variant/seed)")

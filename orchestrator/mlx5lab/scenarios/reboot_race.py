@@ -2,9 +2,12 @@
 
 One iteration: boot the card (interfaces up), start the reader threads on every mlx5 port's
 ``speed`` (and optionally ``duplex``) file, wait a delay, then ``reboot -f`` (reboot(2), which runs
-``device_shutdown``; SysRq-b would skip it). The outcome is decided from evidence only:
+``device_shutdown``; SysRq-b would skip it), or, with ``reboot`` set to ``reboot`` or ``poweroff``, the
+graceful path through init (busybox init stops every process, then the same reboot(2)). The outcome is
+decided from evidence only:
 
-- ``clean``: QMP ``RESET`` from the guest (the kernel got through shutdown to machine_restart);
+- ``clean``: QMP ``RESET`` from the guest (the kernel got through shutdown to machine_restart), or for
+  ``poweroff`` QMP ``SHUTDOWN`` from the guest;
 - ``panic``: QMP ``GUEST_PANICKED`` (pvpanic), the vmcore is dumped;
 - ``hang``: neither within the timeout; an NMI is injected (the guest is set to panic on it), and the
   vmcore is dumped either way;
@@ -37,6 +40,7 @@ log = logging.getLogger("mlx5lab.race")
 GUEST_CMDLINE = "oops=panic"
 GUEST_SETUP = "echo 1 > /proc/sys/kernel/unknown_nmi_panic"
 READER_ATTRS = ("speed", "duplex")
+REBOOTS = ("reboot -f", "reboot", "poweroff", "poweroff -f")
 
 
 @dataclass
@@ -46,6 +50,11 @@ class RaceParams:
     threads: int = 4
     hang_timeout_s: float = 30.0
     faults: list[dict[str, Any]] = field(default_factory=list)  # control-channel add_fault arguments
+    reboot: str = "reboot -f"  # one of REBOOTS
+
+    def __post_init__(self) -> None:
+        if self.reboot not in REBOOTS:
+            raise ValueError(f"reboot is one of {', '.join(REBOOTS)}, not {self.reboot!r}")
 
 
 @register_scenario
@@ -68,30 +77,31 @@ class RebootRace:
         m.run(GUEST_SETUP)
         since = m.event_index()
         race = (f"setsid mlx5-reader -t {p.threads} -a {shlex.quote(','.join(p.readers))} </dev/null "
-                f">/tmp/reader.json 2>&1 & sleep {plan.delay_s:.3f}; reboot -f")
+                f">/tmp/reader.json 2>&1 & sleep {plan.delay_s:.3f}; {p.reboot}")
         t_start = time.monotonic()
         m.start_command(race)
         verdict = m.wait_event({"GUEST_PANICKED", "RESET", "SHUTDOWN"}, p.hang_timeout_s + plan.delay_s, since)
         result.timings["verdict_after_start_s"] = round(time.monotonic() - t_start, 3)
-        result.outcome, result.detail = decide(verdict, p.hang_timeout_s)
+        result.outcome, result.detail = decide(verdict, p.hang_timeout_s, p.reboot)
         if result.outcome is Outcome.HANG:
             m.qmp.execute("inject-nmi")
             if not isinstance(m.wait_event({"GUEST_PANICKED"}, 10, since), QmpEvent):
                 m.qmp.execute("stop")
         if result.outcome.is_finding:
-            keep_crash(m, run, result, f"{result.outcome} during reboot -f (no console report)")
+            keep_crash(m, run, result, f"{result.outcome} during {p.reboot} (no console report)")
         result.device = device_status(m)
 
 
-def decide(verdict: QmpEvent | str | None, hang_timeout_s: float) -> tuple[Outcome, str]:
-    """Outcome and detail from what ended the wait after ``reboot -f`` (see the module docstring)."""
+def decide(verdict: QmpEvent | str | None, hang_timeout_s: float, reboot: str = "reboot -f") -> tuple[Outcome, str]:
+    """Outcome and detail from what ended the wait after the reboot (see the module docstring)."""
     if isinstance(verdict, str):
         return Outcome.INFRA, verdict
     if verdict is None:
         return Outcome.HANG, f"no reset or panic within {hang_timeout_s:.0f}s after the delay; NMI injected"
     if verdict.name == "GUEST_PANICKED":
         return Outcome.PANIC, ""
-    if verdict.name == "RESET" and verdict.data.get("guest"):
-        return Outcome.CLEAN, "the guest reset itself after reboot -f"
+    want = "SHUTDOWN" if reboot.startswith("poweroff") else "RESET"
+    if verdict.name == want and verdict.data.get("guest"):
+        return Outcome.CLEAN, f"the guest {'powered off' if want == 'SHUTDOWN' else 'reset'} itself after {reboot}"
     # e.g. SHUTDOWN from a signal to QEMU, or a host-side reset: not the guest's doing
-    return Outcome.INFRA, f"QEMU {verdict.name} {verdict.data}: not a guest reboot"
+    return Outcome.INFRA, f"QEMU {verdict.name} {verdict.data}: not the guest's {reboot}"
