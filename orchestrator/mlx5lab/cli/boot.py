@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from . import common
+from .cardopts import add_card, card_settings
 
 
 def cmd_boot(args: argparse.Namespace) -> int:
@@ -15,7 +16,7 @@ def cmd_boot(args: argparse.Namespace) -> int:
     from ..vm.machine import Machine, MachineConfig
 
     img = common.image(args)
-    card = None if args.no_card else CardConfig.from_speeds(args.speeds)
+    card = None if args.no_card else CardConfig.from_speeds(args.speeds, **card_settings(args))
     cfg = MachineConfig(image=img, workdir=args.keep, memory_mb=args.memory, card=card)
     with Machine(cfg) as m:
         common.progress(f"booting {img.kernel_release} ({'PVH' if img.pvh else 'bzImage'}, {m.accel})")
@@ -38,5 +39,6 @@ def add_parser(sub: Any) -> None:
     sp.add_argument("--keep", type=common.path, default=None, metavar="DIR",
                     help="keep the run folder (console log, QEMU stderr, device traces) in DIR")
     common.add_speeds(sp)
+    add_card(sp)
     sp.add_argument("--no-card", action="store_true", help="boot without the emulated ConnectX card")
     sp.set_defaults(func=cmd_boot)

@@ -41,10 +41,13 @@ def add_parser(sub: Any) -> None:
         "control", help="read or change a running card (status, set_link, set_speed, add_fault, ...)",
         description="Examples: `mlx5lab control RUN status`; `mlx5lab control RUN set_speed function=0 "
                     "mbps=40000`; `mlx5lab control RUN set_link function=1 up=false`; `mlx5lab control RUN "
-                    "add_fault function=0 opcode=ACCESS_REG register=PTYS delay_ms=500 count=3`. RUN is a run "
+                    "add_fault function=0 opcode=ACCESS_REG register=PTYS delay_ms=500 count=3`; `mlx5lab control RUN "
+                    "fw_fatal synd=1` (a firmware assert); `mlx5lab control RUN sync_reset`. RUN is a run "
                     "folder (boot --keep DIR), its card/ folder, or the control.sock itself.")
     sp.add_argument("socket", type=Path, metavar="RUN|SOCKET")
-    sp.add_argument("op", help="status, set_link, set_speed, add_fault, remove_fault, clear_faults, "
-                               "set_health, clear_health")
+    sp.add_argument("op", help="status, set_link, set_speed, flap_link, add_fault (delay_ms, status, drop, "
+                               "hold), release_held, remove_fault, clear_faults; the card's firmware: "
+                               "fw_fatal, fw_dead, freeze_health_counter, sync_reset, set_health, "
+                               "clear_health, firmware")
     sp.add_argument("fields", nargs="*", metavar="KEY=VALUE")
     sp.set_defaults(func=cmd_control)

@@ -15,6 +15,7 @@ from ..campaign.runner import pinned_kernel, run_campaign
 from ..campaign.spec import CampaignSpec
 from ..scenarios.reboot_race import READER_ATTRS, REBOOTS, RaceParams
 from . import common
+from .cardopts import add_card, card_settings
 
 
 def parse_fault(text: str) -> dict[str, Any]:
@@ -63,7 +64,8 @@ def open_campaign(args: argparse.Namespace) -> Campaign:
         common.progress(f"resuming {c.folder}: {len(c.results)} of {c.spec.iterations} iterations done")
         return c
     params = RaceParams(speeds=args.speeds, readers=args.readers, threads=args.threads,
-                        hang_timeout_s=args.hang_timeout, faults=args.fault, reboot=args.reboot)
+                        hang_timeout_s=args.hang_timeout, faults=args.fault, reboot=args.reboot,
+                        card=card_settings(args))
     spec = CampaignSpec(kernel=pinned_kernel(args.kernel, common.progress), variant=args.variant,
                         iterations=args.iterations, seed=args.seed, delay_min_s=args.delay[0],
                         delay_max_s=args.delay[1], params=params)
@@ -95,6 +97,7 @@ def add_parser(sub: Any) -> None:
     sp.add_argument("--reboot", choices=REBOOTS, default="reboot -f",
                     help="how the guest goes down: reboot(2) at once (-f), or through init (reboot, poweroff)")
     common.add_speeds(sp)
+    add_card(sp)
     where = sp.add_mutually_exclusive_group()
     where.add_argument("--out", type=Path, help="campaign folder (default: in the cache, named by variant/seed)")
     where.add_argument("--resume", type=Path, metavar="DIR", help="continue the campaign in DIR")

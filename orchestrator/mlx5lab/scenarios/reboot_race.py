@@ -51,6 +51,7 @@ class RaceParams:
     hang_timeout_s: float = 30.0
     faults: list[dict[str, Any]] = field(default_factory=list)  # control-channel add_fault arguments
     reboot: str = "reboot -f"  # one of REBOOTS
+    card: dict[str, Any] = field(default_factory=dict)  # CardConfig settings (fast_teardown, sync_reset, ...)
 
     def __post_init__(self) -> None:
         if self.reboot not in REBOOTS:
@@ -66,7 +67,8 @@ class RebootRace:
         self.params = params
 
     def run_iteration(self, image: GuestImage, plan: IterationPlan, folder: RunDir) -> IterationResult:
-        return run_guest_iteration(image, plan, folder, CardConfig.from_speeds(self.params.speeds),
+        card = CardConfig.from_speeds(self.params.speeds, **self.params.card)
+        return run_guest_iteration(image, plan, folder, card,
                                    lambda m, r: self._race(m, folder, plan, r), cmdline=GUEST_CMDLINE)
 
     def _race(self, m: Machine, run: RunDir, plan: IterationPlan, result: IterationResult) -> None:
