@@ -21,6 +21,7 @@ from .errors import ImageError
 from .image import GuestImage, cmdline_for, image_from_manifest
 from .keys import Keys, ensure_keys
 from .manifest import MANIFEST_NAME, load_manifest
+from .rootfs import guest_scripts
 
 __all__ = ["GuestImage", "ImageError", "builder_fingerprint", "cmdline_for", "ensure_image"]
 
@@ -35,7 +36,7 @@ def builder_fingerprint(keys: Keys) -> str:
     """Changes whenever a rebuild is needed for reasons other than the kernel package.
 
     Covers the builder's own source (so a changed /init or layout never hides behind a cached image),
-    including the command line, and both SSH keys.
+    including the command line, the guest scripts (``rootfs.GUEST_SCRIPTS``) and both SSH keys.
     """
     h = hashlib.sha256()
     for part in (str(BUILDER_VERSION), keys.client_public, keys.host_public):
@@ -45,6 +46,8 @@ def builder_fingerprint(keys: Keys) -> str:
         if src.name in VARIANT_MODULES:
             continue  # variants are overlays with their own cache keys (variants.py)
         h.update(src.name.encode() + b"\0" + src.read_bytes() + b"\0")
+    for name, script in sorted(guest_scripts().items()):
+        h.update(f"reader/{name}".encode() + b"\0" + script + b"\0")
     return h.hexdigest()
 
 

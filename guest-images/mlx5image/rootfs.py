@@ -123,6 +123,24 @@ ETC_FILES: dict[str, str] = {
 # ports). Each replaces a busybox applet of the same name, if there is one.
 DYNAMIC_TOOLS = ("dropbear", "bash", "ethtool", "ip", "devlink")
 
+# Bash scripts shipped in /bin, from guest-images/reader/ of the checkout (the project is installed editable):
+# mlx5lab-read runs one kind of read that reaches mlx5_core (sysfs, procfs, ethtool ioctl and netlink,
+# devlink, bonding and VLAN speed) from several threads until a time or a stop file; mlx5lab-stack puts a
+# bond or VLANs on the mlx5 ports. builder_fingerprint covers their bytes.
+GUEST_SCRIPTS = ("mlx5lab-read", "mlx5lab-stack")
+
+
+def guest_scripts() -> dict[str, bytes]:
+    """Name -> content of each guest script; ImageError if one is missing."""
+    folder = Path(__file__).resolve().parent.parent / "reader"
+    scripts: dict[str, bytes] = {}
+    for name in GUEST_SCRIPTS:
+        path = folder / name
+        if not path.is_file():
+            raise ImageError(f"the guest script {path} is missing; use an mlx5lab checkout (pip install -e).")
+        scripts[name] = path.read_bytes()
+    return scripts
+
 
 def populate(staging: Path, spec: RootfsSpec) -> None:
     """Fill ``staging`` (an empty directory) with the guest filesystem, including depmod output."""
@@ -149,6 +167,8 @@ def populate(staging: Path, spec: RootfsSpec) -> None:
         libs.update(shared_libraries(binary))
     for lib in sorted(libs):
         tree.copy(lib, str(lib).lstrip("/"), 0o755)
+    for name, script in guest_scripts().items():
+        tree.file(f"bin/{name}", script, 0o755)
 
     for rel, text in ETC_FILES.items():
         tree.file(rel, text)
