@@ -146,6 +146,32 @@ HOST_ENDIANNESS = Layout(
     ],
 )
 
+PMLP = Layout(
+    "pmlp_reg",
+    0x40,
+    [
+        ("rxtx", 0x0, 0x1),
+        ("local_port", 0x8, 0x8),
+        ("width", 0x18, 0x8),
+        ("lane0_module_mapping", 0x20, 0x20),  # a struct mlx5_ifc_lane_2_module_mapping_bits: module in bits 7:0
+    ],
+)
+
+MCIA = Layout(
+    "mcia_reg",
+    0x90,
+    [
+        ("l", 0x0, 0x1),
+        ("module", 0x8, 0x8),
+        ("status", 0x18, 0x8),
+        ("i2c_device_address", 0x20, 0x8),
+        ("page_number", 0x28, 0x8),
+        ("device_address", 0x30, 0x10),
+        ("size", 0x50, 0x10),
+        ("dwords", 0x80, 0x400),
+    ],
+)
+
 MFRL = Layout(
     "mfrl_reg",
     0x8,

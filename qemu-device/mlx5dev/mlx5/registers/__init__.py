@@ -53,4 +53,4 @@ def register(reg: Reg, layout: Layout) -> Callable[[Callable[[RegCtx], None]], C
     return deco
 
 
-from . import cam, counters, host_endianness, mfrl, paos, pmtu, ptys, timeouts  # noqa: E402,F401  (registers them)
+from . import cam, counters, host_endianness, mfrl, module, paos, pmtu, ptys, timeouts  # noqa: E402,F401,I001
