@@ -9,8 +9,9 @@ every function, where that makes sense):
 - ``set_speed`` {function, mbps}: change the negotiated speed
 - ``flap_link`` {function, down_ms}: cable out, and back in after ``down_ms`` (two port change events)
 - ``add_fault`` {function, opcode (number or name, e.g. "ACCESS_REG"), register (id or name, e.g.
-  "PTYS"), delay_ms, status, syndrome, drop, hold, count}: delay, fail, drop or hold matching commands, for
-  the next ``count`` commands or always; returns the fault ids
+  "PTYS"), delay_ms, status, syndrome, drop, hold, corrupt_field, corrupt_value, count}: delay, fail, drop,
+  hold or corrupt (one output field set to a value) matching commands, for the next ``count`` commands or
+  always; returns the fault ids
 - ``release_held`` {function}: complete the commands a ``hold`` fault parked (late completions)
 - ``remove_fault`` {function, fault_id}; ``clear_faults`` {function}
 - the card's firmware, shared by every function (``function`` is ignored): ``set_health`` {synd,
@@ -115,7 +116,7 @@ class ControlServer:
                    **kw: Any) -> list[int]:
         op = _enum_value(Op, opcode, "opcode")
         reg = _enum_value(Reg, register, "register")
-        allowed = {"delay_ms", "status", "syndrome", "drop", "hold", "count"}
+        allowed = {"delay_ms", "status", "syndrome", "drop", "hold", "count", "corrupt_field", "corrupt_value"}
         if set(kw) - allowed:
             raise ValueError(f"unknown fault fields {sorted(set(kw) - allowed)}")
         return [fn.add_fault(op, register_id=reg, **kw) for fn in self.card.selected(function)]

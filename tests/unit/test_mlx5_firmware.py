@@ -191,3 +191,19 @@ def test_sync_reset_refused_by_one_function_is_aborted(card) -> None:  # noqa: A
     assert _sync_events(drv0, eqs[0]) == [SyncRstState.REQUEST, SyncRstState.ABORT]
     assert fw.resets == 0
     assert fw.sync_reset_request(None)  # a new negotiation may start after a refusal
+
+
+def test_corrupted_answer_sets_one_output_field() -> None:
+    dev, _m, _i, drv = make_device()
+    try:
+        drv.probe()
+        dev.add_fault(Op.QUERY_PAGES, corrupt_field="num_pages", corrupt_value=0x7FFFFFFF, count=1)
+        res = drv.cmd(c.QUERY_PAGES_IN, {}, 0x10, opcode=Op.QUERY_PAGES, op_mod=3)
+        assert c.QUERY_PAGES_OUT.get(res.out, "num_pages") == 0x7FFFFFFF and res.status == 0
+        again = drv.cmd(c.QUERY_PAGES_IN, {}, 0x10, opcode=Op.QUERY_PAGES, op_mod=3)
+        assert c.QUERY_PAGES_OUT.get(again.out, "num_pages") == 0  # count=1: consumed
+        assert "corrupted" in dev.trace.records(op="QUERY_PAGES")[-2]["detail"]
+        with pytest.raises(ValueError, match="has no field"):
+            dev.add_fault(Op.QUERY_PAGES, corrupt_field="no_such_field")
+    finally:
+        dev.close()

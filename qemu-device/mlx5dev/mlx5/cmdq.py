@@ -201,6 +201,9 @@ class CommandQueue:
                 reply = dispatcher.fail(out, fault.status & 0xFF, fault.syndrome, "failed by fault injection")
             else:
                 reply = dispatcher.execute(dev, req)
+                if fault is not None and fault.corrupt_field is not None and reply.status == Status.OK:
+                    dispatcher.REGISTRY[req.opcode].out.set(reply.out, fault.corrupt_field, fault.corrupt_value)
+                    reply.detail = f"{reply.detail}; {fault.corrupt_field} corrupted to {fault.corrupt_value:#x}"
             dev.commands += 1
             self.executed += 1
             self._complete(entry, blocks, req, reply, eqe and reply.eqe_allowed, info)

@@ -238,9 +238,12 @@ class Mlx5Function:
         drop: bool = False,
         hold: bool = False,
         count: int | None = None,
+        corrupt_field: str | None = None,
+        corrupt_value: int = 0,
     ) -> int:
         """Add a fault rule (see :mod:`.faults`); returns its id for ``remove_fault``."""
-        return self.faults.add(Fault(opcode, register_id, delay_ms, status, syndrome, drop, hold, count))
+        return self.faults.add(Fault(opcode, register_id, delay_ms, status, syndrome, drop, hold=hold,
+                                     corrupt_field=corrupt_field, corrupt_value=corrupt_value, count=count))
 
     def release_held(self) -> int:
         """Complete the commands a ``hold`` fault parked; returns how many."""

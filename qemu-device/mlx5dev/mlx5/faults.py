@@ -5,8 +5,10 @@ command's execution and completion (other slots keep running); ``status`` makes 
 status and ``syndrome`` without running its handler; ``drop`` never completes it (the driver
 times out after its command timeout: ``cmd.c: wait_func``, 60 s by default, plus 5 s of EQ recovery in events
 mode); ``hold`` parks it until the control channel releases it (a late completion: ``cmd.c:
-mlx5_cmd_comp_handler`` logs "Command completion arrived after timeout" and frees the leaked slot). The first
-matching fault in insertion order wins.
+mlx5_cmd_comp_handler`` logs "Command completion arrived after timeout" and frees the leaked slot);
+``corrupt_field`` answers with one output field set to ``corrupt_value`` (a firmware answer out of the range the
+driver trusts, e.g. a huge ``num_pages`` or an object number it never created). The first matching fault in
+insertion order wins.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ class Fault:
     syndrome: int = 0xE50F0000
     drop: bool = False
     hold: bool = False  # execute and complete only when released (Mlx5Function.release_held)
+    corrupt_field: str | None = None  # a field of the command's output layout, overwritten after it ran
+    corrupt_value: int = 0  # ... with this value (e.g. out of the range the driver expects)
     count: int | None = None  # remaining matches; None: always
     fault_id: int = field(default=0)
     hits: int = 0
@@ -39,6 +43,19 @@ class Fault:
         return {k: v for k, v in asdict(self).items() if v not in (None, 0, 0.0, False) or k == "fault_id"}
 
 
+def check_corruptible(opcode: int | None, field: str) -> None:
+    """ValueError unless ``field`` is a field of ``opcode``'s output layout."""
+    from . import dispatcher
+
+    dispatcher._load_handlers()
+    spec = dispatcher.REGISTRY.get(opcode) if opcode is not None else None
+    if spec is None or spec.out is None:
+        raise ValueError(f"corrupt_field needs an opcode with an output layout (got {opcode})")
+    names = list(spec.out.fields)
+    if field not in names:
+        raise ValueError(f"{spec.out.name} has no field {field!r}; its fields: {', '.join(names)}")
+
+
 class FaultTable:
     """Thread-safe list of :class:`Fault` rules (the control channel adds, the worker consumes)."""
 
@@ -50,6 +67,8 @@ class FaultTable:
     def add(self, fault: Fault) -> int:
         if fault.delay_ms < 0 or (fault.count is not None and fault.count <= 0):
             raise ValueError("delay_ms must be >= 0 and count > 0")
+        if fault.corrupt_field is not None:
+            check_corruptible(fault.opcode, fault.corrupt_field)
         with self._lock:
             fault.fault_id = next(self._ids)
             self._faults.append(fault)
