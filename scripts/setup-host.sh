@@ -10,6 +10,8 @@ PACKAGES=(
     qemu-system-data seabios
     # guest image (guest-images/): initramfs contents and tools
     busybox-static dropbear-bin ethtool iproute2 openssh-client cpio kmod
+    # the fuzzer's report.html, rendered by tests/host/test_fuzz_report_html.py
+    chromium
 )
 
 missing=()
