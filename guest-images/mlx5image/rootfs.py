@@ -127,7 +127,7 @@ DYNAMIC_TOOLS = ("dropbear", "bash", "ethtool", "ip", "devlink")
 # mlx5lab-read runs one kind of read that reaches mlx5_core (sysfs, procfs, ethtool ioctl and netlink,
 # devlink, bonding and VLAN speed) from several threads until a time or a stop file; mlx5lab-stack puts a
 # bond or VLANs on the mlx5 ports. builder_fingerprint covers their bytes.
-GUEST_SCRIPTS = ("mlx5lab-read", "mlx5lab-stack")
+GUEST_SCRIPTS = ("mlx5lab-read", "mlx5lab-stack", "mlx5lab-exec")
 
 
 def guest_scripts() -> dict[str, bytes]:

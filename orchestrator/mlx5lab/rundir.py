@@ -106,6 +106,8 @@ class RunDir:
     vmcore = _File("vmcore.kdump")
     triage_json = _File("triage.json")
     triage_md = _File("triage.md")
+    program = _File("program.prog")  # the fuzz program this run executed
+    exec_records = _File("exec.jsonl")  # the executor's record of each of its operations
     CARD = "card"
     VMCORE_NAMES = ("vmcore.kdump", "vmcore")  # "vmcore": as makedumpfile or a kdump kernel names it
 

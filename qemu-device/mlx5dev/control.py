@@ -13,6 +13,7 @@ every function, where that makes sense):
   hold or corrupt (one output field set to a value) matching commands, for the next ``count`` commands or
   always; returns the fault ids
 - ``release_held`` {function}: complete the commands a ``hold`` fault parked (late completions)
+- ``corrupt`` {function, opcode, field, value, count}: ``add_fault`` with ``corrupt_field``/``corrupt_value``
 - ``remove_fault`` {function, fault_id}; ``clear_faults`` {function}
 - the card's firmware, shared by every function (``function`` is ignored): ``set_health`` {synd,
   ext_synd, rfr, severity, fw_ver_dead, counter_frozen}, ``clear_health``; ``fw_fatal`` {synd, ext_synd}
@@ -77,6 +78,7 @@ class ControlServer:
             "set_health": self._set_health,
             "clear_health": lambda function=None: self.card.firmware.clear_health(),
             "flap_link": self._flap_link,
+            "corrupt": self._corrupt,
             "release_held": lambda function=None: [fn.release_held() for fn in self.card.selected(function)],
             "fw_fatal": self._fw_fatal,
             "fw_dead": self._fw_dead,
@@ -101,6 +103,12 @@ class ControlServer:
         timer = threading.Timer(max(0.0, float(down_ms)) / 1000, lambda: [fn.set_link(True) for fn in fns])
         timer.daemon = True
         timer.start()
+
+    def _corrupt(self, opcode: Any, field: str, value: int, function: int | None = None,
+                 count: int = 1) -> list[int]:
+        """The next ``count`` matching commands answer with output ``field`` set to ``value``."""
+        return self._add_fault(function, opcode, None, corrupt_field=str(field), corrupt_value=int(value),
+                               count=int(count))
 
     def _fw_fatal(self, synd: int = 1, ext_synd: int = 0, function: int | None = None) -> None:
         if not 1 <= int(synd) <= 0xFF:

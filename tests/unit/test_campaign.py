@@ -46,7 +46,7 @@ def test_campaign_runs_and_reports(tmp_path: Path) -> None:
     assert calls == [1, 2, 3, 4]
     assert status == EXIT_FOUND
     summary = json.loads((tmp_path / "c" / "summary.json").read_text())
-    assert summary["counts"] == {"clean": 2, "panic": 1, "hang": 0, "infra": 1}
+    assert summary["counts"] == {"clean": 2, "panic": 1, "hang": 0, "report": 0, "infra": 1}
     assert summary["crash_titles"] == {"general protection fault [-]": 1}
     suite = ET.parse(tmp_path / "c" / "junit.xml").getroot()
     assert suite.get("tests") == "4" and suite.get("failures") == "1" and suite.get("errors") == "1"

@@ -85,7 +85,8 @@ def test_summary(tmp_path: Path) -> None:
     fd = build(tmp_path / "w")
     s = summary(collect(fd, NIGHT2, now=NIGHT2 + 4000))
     night = s["night"]
-    assert night["programs"] == 10 and night["outcomes"] == {"clean": 7, "panic": 2, "hang": 0, "infra": 1}
+    assert night["programs"] == 10 and night["outcomes"] == {"clean": 7, "panic": 2, "hang": 0, "report": 0,
+                                                             "infra": 1}
     assert night["new_since"] == NIGHT1 + 3600
     assert night["rate_per_hour"] == pytest.approx(10 / ((9 * 360 + 30) / 3600), rel=1e-3)
     assert night["infra"] == {"count": 1, "share": 0.1, "threshold": 0.05, "exceeded": True}

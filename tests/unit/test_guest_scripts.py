@@ -21,6 +21,7 @@ from mlx5image.keys import Keys
 READER = Path(rootfs.__file__).resolve().parent.parent / "reader"
 READ = READER / "mlx5lab-read"
 STACK = READER / "mlx5lab-stack"
+EXEC = READER / "mlx5lab-exec"
 
 
 def bash(script: Path, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -100,8 +101,23 @@ def test_reader_without_a_target_exits_3() -> None:
 
 def test_scripts_are_in_the_image_and_its_fingerprint(monkeypatch: pytest.MonkeyPatch) -> None:
     scripts = rootfs.guest_scripts()
-    assert scripts == {"mlx5lab-read": READ.read_bytes(), "mlx5lab-stack": STACK.read_bytes()}
+    assert scripts == {"mlx5lab-read": READ.read_bytes(), "mlx5lab-stack": STACK.read_bytes(),
+                       "mlx5lab-exec": EXEC.read_bytes()}
     keys = Keys(Path("/nonexistent"), "ssh-ed25519 AAAA client", Path("/nonexistent"), "ssh-ed25519 AAAA host")
     before = build.builder_fingerprint(keys)
     monkeypatch.setattr(build, "guest_scripts", lambda: {**scripts, "mlx5lab-read": scripts["mlx5lab-read"] + b"#"})
     assert build.builder_fingerprint(keys) != before
+
+
+def test_executor_runs_ops_in_order_and_records_them(tmp_path: Path) -> None:
+    """mlx5lab-exec on the host: fg ops finish before the next starts, bg ops overlap, dev ops are marked."""
+    script = tmp_path / "prog.sh"
+    script.write_text("op 0 bg 'sleep 0.3'\nop 1 fg 'exit 3'\ndev 2\npause 0.05\nwaitall\n")
+    res = subprocess.run(["bash", str(EXEC), str(script)], capture_output=True, text=True, timeout=30)
+    assert res.returncode == 0, res
+    records = {r["op"]: r for r in map(json.loads, res.stdout.splitlines())}
+    assert sorted(records) == [0, 1, 2]
+    assert records[1]["rc"] == 3 and records[1]["mode"] == "fg" and records[2]["mode"] == "dev"
+    assert records[0]["end"] >= records[1]["end"]  # the background sleep outlived the foreground op
+    bad = subprocess.run(["bash", str(EXEC), str(tmp_path / "missing")], capture_output=True, text=True)
+    assert bad.returncode == 2

@@ -40,7 +40,7 @@ def test_stock_kernel_reboots_clean(tmp_path: Path) -> None:
     res = race("--variant", "stock", "--iterations", "2", "--out", str(out))
     assert res.returncode == 0, res.stderr
     assert [e["outcome"] for e in journal(out)] == ["clean", "clean"]
-    assert "clean 2  panic 0  hang 0  infra 0" in res.stdout
+    assert "clean 2  panic 0  hang 0  report 0  infra 0" in res.stdout
     summary = json.loads((out / "summary.json").read_text())
     assert summary["exit_status"] == 0
     for e in journal(out):

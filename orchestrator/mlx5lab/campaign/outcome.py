@@ -21,12 +21,14 @@ class Outcome(enum.StrEnum):
     CLEAN = "clean"  # the scenario ran to its end and the guest behaved
     PANIC = "panic"  # the guest panicked (pvpanic), evidence kept
     HANG = "hang"  # the guest stopped making progress; an NMI was injected, evidence kept
+    REPORT = "report"  # the kernel reported a bug (WARNING, BUG, hung task...) without panicking, or a
+    # function never came back (driver wedged): a finding with its console, no vmcore
     INFRA = "infra"  # QEMU, the device server or the set-up failed: never a kernel result
 
     @property
     def is_finding(self) -> bool:
         """A kernel result worth a look: counted as "found" by the campaign's exit status and reports."""
-        return self in (Outcome.PANIC, Outcome.HANG)
+        return self in (Outcome.PANIC, Outcome.HANG, Outcome.REPORT)
 
 
 @dataclass

@@ -15,10 +15,10 @@ from types import FrameType
 from mlx5image.build import ImageError
 
 from .. import Mlx5LabError
-from . import bench, boot, control, controls, image, race, trace, triage
+from . import bench, boot, control, controls, fuzz, image, paths, race, trace, triage
 
 #: In the order ``mlx5lab --help`` lists them.
-COMMANDS = (image, boot, trace, control, controls, race, triage, bench)
+COMMANDS = (image, boot, trace, control, paths, controls, race, fuzz, triage, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -219,7 +219,7 @@ def _bug_markdown(data: ReportData, bug: Bug) -> list[str]:
 def markdown(data: ReportData, summ: dict[str, Any] | None = None) -> str:
     s = summ or summary(data)
     night, cov = s["night"], s["coverage"]
-    crashes = night["outcomes"]["panic"] + night["outcomes"]["hang"]
+    crashes = sum(night["outcomes"][o.value] for o in Outcome if o.is_finding)
     lines = ["# mlx5lab fuzz report", "",
              f"Work folder `{data.dir.path}`, written {iso(data.generated_at)}.", "",
              f"- this night (from {iso(data.night_start)}): {night['programs']} programs, "

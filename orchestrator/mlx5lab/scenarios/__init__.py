@@ -4,4 +4,4 @@ Each module registers its scenario class with ``@register_scenario`` (``mlx5lab.
 importing this package registers them all.
 """
 
-from . import reboot_race  # noqa: F401 - registers "reboot-race"
+from . import fuzz_program, reboot_race  # noqa: F401 - register "fuzz-program", "reboot-race"

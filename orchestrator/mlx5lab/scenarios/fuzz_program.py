@@ -1,0 +1,151 @@
+"""One fuzz program as a campaign scenario: boot, run it, decide the outcome from the evidence.
+
+The guest boots with options that make memory errors and stalls visible on a distribution kernel
+(:data:`FUZZ_CMDLINE`, :data:`FUZZ_SETUP`); the outcome:
+
+- ``panic``: QMP GUEST_PANICKED (an oops is a panic: ``oops=panic``), with the vmcore;
+- ``hang``: the program did not end within its time and the guest neither panicked nor reset: an NMI is
+  injected (``unknown_nmi_panic``) and the vmcore kept;
+- ``report``: the kernel printed a crash report without panicking (WARNING, hung task, soft lockup, BUG),
+  or a function never came back after the program (driver wedged: no netdev, or its speed unreadable);
+- ``clean``: none of that (a program that rebooted or powered off the guest ends clean when the guest did);
+- ``infra``: QEMU or the device server died, or the program could not start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from mlx5dev.card import CardConfig
+from mlx5image.build import GuestImage
+
+from ..campaign.evidence import device_status, keep_crash
+from ..campaign.outcome import IterationResult, Outcome
+from ..campaign.scenario import IterationPlan, register_scenario
+from ..crash import crash_report
+from ..fuzz.executor import ExecReport, execute
+from ..fuzz.program import Program, parse
+from ..rundir import RunDir, atomic_write, atomic_write_json
+from ..vm.machine import Machine
+from ..vm.qmp import QmpEvent
+from .guest import run_guest_iteration
+
+# slub_debug=FZP: sanity checks, red zones and poisoning of slab objects; init_on_free and page_poison:
+# freed memory is overwritten, so a use-after-free reads garbage instead of stale data; oops=panic: every
+# oops ends in a panic (a vmcore); the other options keep a hung task or soft lockup a report, not a panic.
+FUZZ_CMDLINE = "oops=panic slub_debug=FZP init_on_free=1 page_poison=1 softlockup_panic=0 hung_task_panic=0"
+FUZZ_SETUP = ("echo 1 > /proc/sys/kernel/unknown_nmi_panic; echo 10 > /proc/sys/kernel/hung_task_timeout_secs; "
+              "echo 5 > /proc/sys/kernel/watchdog_thresh 2>/dev/null; true")
+WEDGE_CHECK_S = 20.0
+
+
+@dataclass
+class FuzzParams:
+    program: str = "path unbind-bind fn=1\nwait\n"  # the program text
+    card: dict[str, Any] = field(default_factory=lambda: {"cmd_timeout_ms": 5000})
+    speeds: list[int] = field(default_factory=lambda: [100000, 25000])
+    slack_s: float = 60.0  # time allowed beyond the program's own sleeps and durations before a hang
+
+
+def wedged(m: Machine, speeds: list[int]) -> str:
+    """Bring every function's netdev up and wait for it; what is still missing after WEDGE_CHECK_S ("" if
+    nothing): the driver never came back, or its ports cannot be read."""
+    script = ("for d in /sys/bus/pci/devices/*; do [ \"$(cat $d/vendor)\" = 0x15b3 ] || continue; "
+              "b=${d##*/}; [ -e /sys/bus/pci/drivers/mlx5_core/$b ] || echo $b >/sys/bus/pci/drivers/mlx5_core/bind; "
+              "done 2>/dev/null; sleep 1; for n in /sys/class/net/*; do [ \"$n/device/driver\" -ef "
+              "/sys/bus/pci/drivers/mlx5_core ] && ip link set ${n##*/} up; done; true")
+    deadline = time.monotonic() + WEDGE_CHECK_S
+    problem = ""
+    try:
+        m.run(script, timeout=WEDGE_CHECK_S + 30)
+        while time.monotonic() < deadline:
+            out = m.run("for n in /sys/class/net/*; do [ \"$n/device/driver\" -ef /sys/bus/pci/drivers/mlx5_core ]"
+                        " || continue; echo $(basename $(readlink $n/device)) $(cat $n/speed 2>/dev/null || echo -);"
+                        " done; true", timeout=30).stdout.split("\n")
+            seen = dict(line.split() for line in out if len(line.split()) == 2)
+            fns = sorted(seen)
+            problem = ""
+            if len(fns) < len(speeds):
+                problem = f"only {len(fns)} of {len(speeds)} functions have a netdev ({', '.join(fns) or 'none'})"
+            elif any(seen[b] in ("-", "-1", "") for b in fns):
+                problem = "a port's speed cannot be read: " + ", ".join(f"{b} {seen[b]}" for b in fns)
+            if not problem:
+                return ""
+            time.sleep(1)
+    except Exception as exc:  # noqa: BLE001 - a guest that stopped answering here is wedged too
+        return f"the guest stopped answering after the program: {type(exc).__name__}: {exc}"
+    return problem
+
+
+def _title_signature(title: str) -> tuple[str, str]:
+    return title, hashlib.sha256(title.encode()).hexdigest()[:16]
+
+
+@register_scenario
+class FuzzProgram:
+    name: ClassVar[str] = "fuzz-program"
+    Params: ClassVar[type[FuzzParams]] = FuzzParams
+
+    def __init__(self, params: FuzzParams) -> None:
+        self.params = params
+        self.program: Program = parse(params.program)  # a bad program fails here, before any boot
+
+    def run_iteration(self, image: GuestImage, plan: IterationPlan, folder: RunDir) -> IterationResult:
+        atomic_write(folder.program, self.program.text())
+        card = CardConfig.from_speeds(self.params.speeds, **self.params.card)
+        return run_guest_iteration(image, plan, folder, card, lambda m, r: self._body(m, folder, r),
+                                   cmdline=FUZZ_CMDLINE)
+
+    def _body(self, m: Machine, run: RunDir, result: IterationResult) -> None:
+        assert m.qmp is not None
+        m.run(FUZZ_SETUP)
+        timeout = self.program.seconds() + self.params.slack_s
+        report = execute(m, self.program, timeout_s=timeout)
+        atomic_write_json(run.exec_records, report.to_json())
+        result.files["exec"] = run.EXEC_RECORDS
+        result.timings["program_s"] = round(report.duration_s, 3)
+        decide(m, run, result, report, self.params.speeds)
+
+
+def decide(m: Machine, run: RunDir, result: IterationResult, report: ExecReport, speeds: list[int]) -> None:
+    """The outcome of a program run from its evidence (see the module docstring)."""
+    if report.infra:
+        result.outcome, result.detail = Outcome.INFRA, report.infra
+        return
+    ev = report.event
+    if isinstance(ev, QmpEvent) and ev.name == "GUEST_PANICKED":
+        result.outcome = Outcome.PANIC
+        keep_crash(m, run, result, "panic (no console report)")
+        return
+    if report.timed_out:
+        result.outcome, result.detail = Outcome.HANG, f"the program did not end within {report.duration_s:.0f} s"
+        m.qmp.execute("inject-nmi")
+        if not isinstance(m.wait_event({"GUEST_PANICKED"}, 10), QmpEvent):
+            m.qmp.execute("stop")
+        keep_crash(m, run, result, "hang while running a fuzz program (no console report)")
+        return
+    text = m.console_text()[report.console_offset:]
+    crash = crash_report(text)
+    if crash is not None:
+        result.outcome, result.title, result.signature = Outcome.REPORT, crash.title, crash.signature
+        atomic_write(run.oops, crash.oops)
+        result.files["oops"] = run.OOPS
+        result.detail = f"{crash.kind_text} reported without a panic"
+        return
+    if isinstance(ev, QmpEvent):  # the program rebooted or powered off the guest: it did so cleanly
+        guest = bool(ev.data.get("guest"))
+        result.outcome = Outcome.CLEAN if guest else Outcome.INFRA
+        result.detail = f"QMP {ev.name} {json.dumps(ev.data)}"
+        return
+    problem = wedged(m, speeds)
+    if problem:
+        result.outcome = Outcome.REPORT
+        result.title, result.signature = _title_signature(f"mlx5 driver wedged: {problem.split(':')[0]}")
+        result.detail = problem
+        return
+    result.outcome = Outcome.CLEAN
+    result.device = device_status(m)
