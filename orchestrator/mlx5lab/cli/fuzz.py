@@ -37,13 +37,26 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         raise Mlx5LabError("say how long to fuzz: --programs N or --duration 8h")
     cfg = FuzzConfig(workdir=args.workdir, seed=args.seed, programs=args.programs, duration_s=args.duration,
                      variant=args.variant, kernel=args.kernel, minimize_tries=args.minimize_tries,
-                     repro_runs=args.repro_runs, card=card_settings(args) or None)
+                     repro_runs=args.repro_runs, card=card_settings(args) or None,
+                     seed_programs=tuple(_seed_texts(args.seed_program)))
     fuzzer = Fuzzer(cfg, common.progress)
     common.progress(f"fuzzing in {fuzzer.dir.path} from program {fuzzer.index} (seed {args.seed}, variant "
                     f"{args.variant}, kernel {fuzzer.image.kernel_release}); reports: {fuzzer.dir.report_md}")
     status = fuzzer.loop()
     print(f"report: {fuzzer.dir.report_md} and {fuzzer.dir.report_html}")
     return status
+
+
+def _seed_texts(paths: list[Path]) -> list[str]:
+    from ..fuzz.program import ProgramError, parse
+
+    texts = []
+    for p in paths:
+        try:
+            texts.append(parse(p.read_text()).text())
+        except (OSError, ProgramError) as exc:
+            raise Mlx5LabError(f"seed program {p}: {exc}") from exc
+    return texts
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -83,6 +96,8 @@ def add_parser(sub: Any) -> None:
     sp.add_argument("--minimize-tries", type=int, default=24,
                     help="guest runs a new bug's reproducer minimisation may spend (0: none)")
     sp.add_argument("--repro-runs", type=int, default=5, help="runs that measure a reproducer's rate")
+    sp.add_argument("--seed-program", type=Path, action="append", default=[], metavar="PROG",
+                    help="a program to run first (repeatable), e.g. a known reproducer to check")
     _common(sp)
     sp.set_defaults(func=cmd_fuzz)
     fsub = sp.add_subparsers(dest="fuzz_command")

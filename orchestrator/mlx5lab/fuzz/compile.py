@@ -128,8 +128,7 @@ def compile_program(program: Program, vocab: Vocabulary | None = None) -> Compil
     for idx, op in enumerate(program.ops):
         mode = "bg" if op.background else "fg"
         if op.kind == "sleep":
-            lines.append(f"pause {float(op.name or op.arg('seconds', 0)):g}" if op.name else
-                         f"pause {float(full_args(op, vocab).get('seconds', 0)):g}")
+            lines.append(f"pause {float(full_args(op, vocab).get('seconds', 0)):g}")
             continue
         if op.kind == "wait":
             lines.append("waitall")

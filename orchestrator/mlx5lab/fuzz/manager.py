@@ -47,6 +47,7 @@ class FuzzConfig:
     minimize_tries: int = 24  # runs a new bug's minimisation may spend (each a guest boot)
     repro_runs: int = 5  # runs that measure the minimised reproducer's rate
     card: dict | None = None
+    seed_programs: tuple[str, ...] = ()  # texts run first (once each, by journal index), as syzkaller's seeds
 
 
 class Fuzzer:
@@ -60,12 +61,18 @@ class Fuzzer:
         self.journal = Journal(self.dir)
         self.stats = Stats(self.dir)
         self.index = self.journal.next_index()
-        self.image = ensure_variant(ensure_image(cfg.kernel, progress=progress), cfg.variant, progress=progress)
+        self.image = self._image()
         self.done = self.crashes = self.infra = 0
         self.new_bugs: list[str] = []
 
+    def _image(self):  # noqa: ANN202 - a GuestImage; a method so tests can run without one
+        return ensure_variant(ensure_image(self.cfg.kernel, progress=self.progress), self.cfg.variant,
+                              progress=self.progress)
+
     # -- one program ----------------------------------------------------------------------------------
     def choose(self, rng: random.Random) -> tuple[Program, str]:
+        if self.index < len(self.cfg.seed_programs):
+            return parse(self.cfg.seed_programs[self.index]), "seed"
         corpus = [parse(e.text) for e in sorted(self.corpus.programs(), key=lambda e: e.hash)]
         if not corpus or rng.random() < GENERATE_SHARE:
             return generate(rng), "generate"

@@ -1,0 +1,118 @@
+"""The fuzz loop without a guest: a simulated target stands in for the boots, so the journal, resume,
+corpus, crash store, minimisation and reports of :mod:`mlx5lab.fuzz.manager` are checked in seconds."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from mlx5lab.campaign.outcome import IterationResult, Outcome
+from mlx5lab.fuzz import manager
+from mlx5lab.fuzz.compile import compile_program, device_path_action, guest_path_shell
+from mlx5lab.fuzz.ops import full_args, vocabulary
+from mlx5lab.fuzz.program import Op, parse
+from mlx5lab.fuzz.workdir import FuzzDir
+from mlx5lab.rundir import RunDir
+
+CRASH = ("[   9.1] general protection fault, probably for non-canonical address 0xdead000000006b10: 0000 [#1]\n"
+         "[   9.1] CPU: 1 PID: 161 Comm: mlx5lab-read Tainted: G OE 6.1.0-57-amd64 #1 Debian 6.1.192-3\n"
+         "[   9.1] RIP: 0010:dma_pool_alloc+0x1b/0x1d0\n[   9.1] Call Trace:\n[   9.1]  <TASK>\n"
+         "[   9.1]  mlx5_alloc_cmd_msg+0x2e/0x100 [mlx5_core]\n[   9.1]  cmd_exec+0x1d8/0x7c0 [mlx5_core]\n"
+         "[   9.1] Kernel panic - not syncing: Fatal exception\n")
+
+
+def simulated_run(self: manager.Fuzzer, program, index: int, plan_seed: int):  # noqa: ANN001
+    """Crashes (GPF in dma_pool_alloc) iff the program reads speed in the background before a reboot;
+    every program leaves a small device trace, different per path, for coverage."""
+    run = self.dir.run(index, program.hash())
+    run.path.mkdir(parents=True, exist_ok=True)
+    ops = program.ops
+    bg_speed = [i for i, o in enumerate(ops) if o.kind == "read" and o.name == "speed" and o.background]
+    reboot = [i for i, o in enumerate(ops) if o.kind == "path" and o.name == "reboot"]
+    crashed = bool(bg_speed and reboot and bg_speed[0] < reboot[0])
+    run.console.write_text(CRASH if crashed else "[   1.0] clean\n")
+    run.card.path.mkdir(exist_ok=True)
+    records = [{"kind": "cmd", "function": "fn0", "op": "ACCESS_REG" if o.kind == "read" else "TEARDOWN_HCA",
+                "opcode": 0x805, "op_mod": 1, "status": 0, "status_name": "OK", "reg": o.name}
+               for o in ops if o.kind in ("read", "path")]
+    run.card.trace(0).write_text("".join(json.dumps(r) + "\n" for r in records))
+    result = IterationResult(index, Outcome.PANIC if crashed else Outcome.CLEAN, duration_s=1.0)
+    if crashed:
+        (run.path / RunDir.OOPS).write_text(CRASH)
+    result.write(run)
+    return run, result
+
+
+@pytest.fixture
+def fuzzer_factory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.setattr(manager.Fuzzer, "_image", lambda self: None)
+    monkeypatch.setattr(manager.Fuzzer, "run", simulated_run)
+
+    def make(**kw) -> manager.Fuzzer:  # noqa: ANN003
+        cfg = manager.FuzzConfig(workdir=tmp_path / "fz", **kw)
+        return manager.Fuzzer(cfg, lambda _m: None)
+
+    return make
+
+
+SEED = ("read speed threads=4 &\nread duplex &\nsleep 0.5\npath unbind fn=1\npath bind fn=1\n"
+        "path reboot force=true\nwait\n")
+
+
+def test_loop_finds_records_minimises_and_resumes(fuzzer_factory) -> None:  # noqa: ANN001
+    f = fuzzer_factory(programs=6, seed=3, seed_programs=(SEED,), minimize_tries=40, repro_runs=5)
+    status = f.loop()
+    assert status == 1  # a new bug
+    bugs = f.store.bugs()
+    assert [b.title for b in bugs] == ["general protection fault in dma_pool_alloc"]
+    repro = bugs[0].repro
+    assert repro is not None and repro.rate == 1.0
+    minimal = parse((f.dir.crash(bugs[0].signature).repro).read_text())
+    assert len(minimal.active_ops()) <= 3  # the reader and the reboot
+    assert {(o.kind, o.name) for o in minimal.active_ops()} >= {("read", "speed"), ("path", "reboot")}
+    journal = [json.loads(x) for x in f.dir.journal.read_text().splitlines()]
+    assert [e["index"] for e in journal] == list(range(6)) and journal[0]["origin"] == "seed"
+    assert len(f.corpus) >= 1 and f.coverage.size > 0
+    summary = json.loads(f.dir.summary.read_text())
+    assert summary["bugs"][0]["new"] is True
+    # a second night goes on from the journal and knows the bug
+    g = fuzzer_factory(programs=2, seed=3, seed_programs=(SEED,), minimize_tries=0)
+    assert g.index == 6
+    assert g.loop() in (0, 1)
+    again = json.loads(g.dir.summary.read_text())
+    assert any(not b["new"] for b in again["bugs"])
+    assert [json.loads(x)["index"] for x in g.dir.journal.read_text().splitlines()] == list(range(8))
+
+
+def test_same_seed_same_programs(fuzzer_factory, tmp_path: Path) -> None:  # noqa: ANN001
+    f = fuzzer_factory(programs=4, seed=9, minimize_tries=0)
+    f.loop()
+    first = [json.loads(x)["program"] for x in f.dir.journal.read_text().splitlines()]
+    other = manager.Fuzzer(manager.FuzzConfig(workdir=tmp_path / "other", programs=4, seed=9, minimize_tries=0),
+                           lambda _m: None)
+    other.loop()
+    assert first == [json.loads(x)["program"] for x in FuzzDir(tmp_path / "other").journal.read_text().splitlines()]
+
+
+def test_every_path_and_device_event_compiles() -> None:
+    vocab = vocabulary()
+    for name in vocab.names("path"):
+        spec = vocab.spec("path", name)
+        args = full_args(Op("path", name), vocab)
+        if spec.side == "guest":
+            assert guest_path_shell(name, args)
+        else:
+            assert device_path_action(name, args).requests
+    rng = random.Random(5)
+    for name in vocab.names("device"):
+        op = Op("device", name, tuple(vocab.spec("device", name).sample(rng).items())) \
+            if vocab.spec("device", name).sample else Op("device", name)
+        compiled = compile_program(parse(f"{op.text()}\nwait\n"))
+        assert compiled.script.splitlines()[1] == "dev 0" and 0 in compiled.actions
+    c = compile_program(parse("read speed threads=3 duration=1 fn=1 &\nsleep 0.2\npath unbind fn=0\nwait\n"))
+    assert c.script.splitlines()[1:] == ["op 0 bg 'mlx5lab-read speed -t 3 -d 1 -i $(ifnames 1)'", "pause 0.2",
+                                         "op 2 fg 'for f in 0; do echo $(bdf $f) > "
+                                         "/sys/bus/pci/drivers/mlx5_core/unbind; done'", "waitall"]
