@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlx5dev.rundir import CardDir
+from mlx5dev.rundir import CardDir, socket_path
 
 
 def atomic_write(path: Path, data: str | bytes) -> Path:
@@ -100,7 +100,7 @@ class RunDir:
 
     console = _File("console.log")
     qemu_stderr = _File("qemu.stderr")
-    qmp_socket = _File("qmp.sock")
+    QMP_SOCKET = "qmp.sock"
     result = _File("result.json")
     oops = _File("oops.txt")
     vmcore = _File("vmcore.kdump")
@@ -110,6 +110,10 @@ class RunDir:
     exec_records = _File("exec.jsonl")  # the executor's record of each of its operations
     CARD = "card"
     VMCORE_NAMES = ("vmcore.kdump", "vmcore")  # "vmcore": as makedumpfile or a kdump kernel names it
+
+    @property
+    def qmp_socket(self) -> Path:
+        return socket_path(self.path / self.QMP_SOCKET)
 
     @property
     def card(self) -> CardDir:

@@ -131,3 +131,20 @@ def test_spec_records_every_parameter_and_rejects_unknown_scenarios() -> None:
         CampaignSpec(kernel=None, variant="stock", iterations=1, seed=1, scenario="no-such-thing")
     with pytest.raises(Mlx5LabError, match="bad parameters"):
         CampaignSpec(kernel=None, variant="stock", iterations=1, seed=1, params={"no_such_param": 1})
+
+
+def test_sockets_of_a_deep_run_folder_get_a_short_stand_in(tmp_path: Path) -> None:
+    import socket as socketlib
+
+    from mlx5dev.rundir import CardDir, remove_socket
+
+    deep = tmp_path / ("x" * 60) / ("y" * 60) / "card"
+    card = CardDir(deep)
+    sock = card.function_socket(0)
+    assert len(str(sock)) <= 107 and sock == CardDir(deep).function_socket(0)  # the same from both sides
+    assert RunDir(deep.parent).qmp_socket != deep.parent / "qmp.sock"
+    with socketlib.socket(socketlib.AF_UNIX) as s:
+        s.bind(str(sock))
+    remove_socket(sock)
+    assert not sock.parent.exists()
+    assert CardDir(tmp_path / "c").function_socket(1) == tmp_path / "c" / "fn1.sock"  # short enough: as is

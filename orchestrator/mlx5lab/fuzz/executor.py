@@ -51,11 +51,12 @@ class ExecReport:
     records: list[dict[str, Any]] = field(default_factory=list)  # one per op: op, mode, start, end, rc
     device: list[DeviceAction] = field(default_factory=list)
     console_offset: int = 0  # where the run's console output starts
+    note: str = ""  # why the executor's own record could not be read (the console markers stood in)
 
     def to_json(self) -> dict[str, Any]:
         return {"ended": self.ended, "event": self.event.name if self.event else None, "infra": self.infra,
                 "timed_out": self.timed_out, "duration_s": round(self.duration_s, 3), "records": self.records,
-                "device": [vars(d) for d in self.device]}
+                "device": [vars(d) for d in self.device], "note": self.note}
 
 
 def _records_from_console(text: str) -> list[dict[str, Any]]:
@@ -142,14 +143,23 @@ def execute(m: Machine, program: Program, *, timeout_s: float) -> ExecReport:
         host.close()
     report.duration_s = time.monotonic() - t0
     report.device = host.actions
+    from_console = {r["op"]: r for r in _records_from_console(m.console_text()[report.console_offset:])}
+    from_guest: dict[int, dict[str, Any]] = {}
     if report.ended:
         try:
             out = m.run("cat /tmp/mlx5lab-exec.jsonl", timeout=30).stdout
-            report.records = [json.loads(line) for line in out.splitlines() if line.strip()]
-        except Exception:  # noqa: BLE001 - fall back to the console markers
-            report.records = _records_from_console(m.console_text()[report.console_offset:])
-    else:
-        report.records = _records_from_console(m.console_text()[report.console_offset:])
+            for line in out.splitlines():
+                try:
+                    rec = json.loads(line)
+                    from_guest[int(rec["op"])] = rec
+                except (ValueError, KeyError, TypeError):
+                    report.note = f"unreadable executor record: {line[:200]}"
+        except Exception as exc:  # noqa: BLE001 - the console markers stand in
+            report.note = f"the executor's record could not be read: {type(exc).__name__}: {exc}"
+    for d in host.actions:  # device markers seen on the console, if the guest's record lacks them
+        from_console.setdefault(d.idx, {"op": d.idx, "mode": "dev", "start": None, "end": None, "rc": 0})
+    merged = {**from_console, **from_guest}
+    report.records = [merged[i] for i in sorted(merged)]
     for rec in report.records:
         rec["text"] = compiled.describe(int(rec["op"]))
     return report

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mlx5dev.card import CardConfig
-from mlx5dev.rundir import CardDir
+from mlx5dev.rundir import CardDir, remove_socket
 
 from .. import Mlx5LabError
 from .process import ChildProcess
@@ -120,4 +120,4 @@ class CardServer:
         self.child.stop()
         self.child = None
         for sock in self.dir.sockets(len(self.spec.functions)):
-            sock.unlink(missing_ok=True)
+            remove_socket(sock)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import paramiko
 
+from mlx5dev.rundir import remove_socket
 from mlx5image.build import GuestImage
 
 from .. import Mlx5LabError
@@ -156,7 +157,7 @@ class Machine:
         if self.qemu is not None:
             self.qemu.stop(terminate=False)  # asked to quit over QMP; killed if it does not
             self.qemu = None
-        self.qmp_socket.unlink(missing_ok=True)
+        remove_socket(self.qmp_socket)
 
     def close(self) -> None:
         if self._closed:
