@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from mlx5dev.card import CardConfig
 from mlx5image.build import GuestImage
 
 from .campaign.outcome import IterationResult
@@ -120,3 +124,59 @@ def bench_race(image: GuestImage, runs: int, folder: Path) -> tuple[Spread, dict
 
     campaign.run(one)
     return Spread(durations), dict(campaign.counts())
+
+
+@dataclass
+class PathFigures:
+    """One path (with its arguments) run ``runs`` times: durations and how often the driver stayed healthy."""
+
+    label: str
+    durations: list[float] = field(default_factory=list)
+    healthy: int = 0
+    problems: list[str] = field(default_factory=list)  # the first unhealthy run's
+
+    def line(self) -> str:
+        med = statistics.median(self.durations) if self.durations else float("nan")
+        return f"{self.label:<40} median {med:6.2f} s  healthy {self.healthy}/{len(self.durations)}"
+
+
+def bench_paths(image: GuestImage, runs: int, specs: list[tuple[str, dict[str, Any]]], card: CardConfig,
+                progress: Callable[[str], None],
+                done: Callable[[PathFigures], None] = lambda fig: None) -> list[PathFigures]:
+    """Run each path of ``specs`` ``runs`` times, all in one boot of ``card`` as far as possible: a new boot
+    for a path that needs other card settings (its ``card_settings``), after a path that ends the machine,
+    and after an unhealthy run (so one failure does not spill into the next runs). ``done`` gets each
+    path's figures when its runs are over."""
+    from .paths import get_path, run_path
+
+    figures: list[PathFigures] = []
+    m: Machine | None = None
+    try:
+        for name, args in specs:
+            path = get_path(name)
+            fig = PathFigures(path.label(path.make_args(**args)))
+            figures.append(fig)
+            wanted = dataclasses.replace(card, **path.card_settings)
+            for i in range(runs):
+                if m is not None and m.config.card != wanted:
+                    m.close()
+                    m = None
+                if m is None:
+                    m = Machine(MachineConfig(image=image, card=wanted))
+                    m.start()
+                    m.wait_ssh(timeout=120)
+                r = run_path(m, name, **args)
+                fig.durations.append(r.duration_s)
+                fig.healthy += r.healthy
+                if not r.healthy and not fig.problems:
+                    fig.problems = r.problems
+                progress(f"{fig.label} {i + 1}/{runs}: {r.duration_s:.2f} s, "
+                         f"{'healthy' if r.healthy else 'UNHEALTHY: ' + '; '.join(r.problems)[:300]}")
+                if not r.healthy or path.ends_machine:
+                    m.close()
+                    m = None
+            done(fig)
+    finally:
+        if m is not None:
+            m.close()
+    return figures

@@ -12,21 +12,10 @@ import pytest
 from mlx5dev.card import CardConfig
 from mlx5dev.mlx5.trace import read_trace
 from mlx5image.build import GuestImage
+from mlx5lab.paths.health import DMESG_ALLOWED, DMESG_BAD, MLX5_LINE
 from mlx5lab.vm.machine import Machine, MachineConfig
 
 SPEEDS = [100000, 25000]
-
-# dmesg lines from mlx5_core that are expected with this emulated card, each for a reason:
-DMESG_ALLOWED = [
-    # no vendor-specific PCI capability (0x09) is emulated: crdump and the SW-reset semaphore are off
-    r"mlx5_pci_vsc_init:\d+:\(pid \d+\): Failed to get valid vendor specific ID",
-    # device_frequency_khz = 0 by design: no PTP hardware clock
-    r"mlx5_init_clock:\d+:\(pid \d+\): invalid device_frequency_khz, aborting HW clock init",
-    # no TC offload caps: the post-action table is skipped
-    r"mlx5e_tc_post_act_init:\d+:\(pid \d+\): firmware level support is missing",
-]
-MLX5_LINE = re.compile(r"\bmlx5_core[ :]")  # lines the driver printed (not the command line)
-DMESG_BAD = re.compile(r"error|fail|warn|timeout|call trace|bug", re.IGNORECASE)
 
 
 @pytest.fixture(scope="module")

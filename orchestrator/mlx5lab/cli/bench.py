@@ -1,4 +1,4 @@
-"""``mlx5lab bench boot|device|race``: benchmarks that print their figures."""
+"""``mlx5lab bench boot|device|race|paths``: benchmarks that print their figures."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 from mlx5image.variants import VARIANTS
 
 from . import common
+from .cardopts import add_card, card_settings
 
 
 def cmd_bench_boot(args: argparse.Namespace) -> int:
@@ -48,6 +49,29 @@ def cmd_bench_race(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_paths(args: argparse.Namespace) -> int:
+    from mlx5dev.card import CardConfig
+
+    from ..bench import PathFigures, bench_paths
+    from ..paths import get_path, path_names
+
+    img = common.image(args)
+    specs = []
+    for name, path_args in args.paths or [(name, None) for name in path_names()]:
+        # a bare name runs the path's usual argument sets; NAME:K=V,... exactly that one
+        specs += [(name, v) for v in get_path(name).variants] if path_args is None else [(name, path_args)]
+    common.progress(f"{len(specs)} path(s) x {args.runs} runs on a card of {len(args.speeds)} functions")
+    card = CardConfig.from_speeds(args.speeds, **card_settings(args))
+
+    def done(fig: PathFigures) -> None:  # each path's line as soon as its runs are over
+        print(fig.line(), flush=True)
+        for problem in fig.problems[:3]:
+            print(f"    first unhealthy run: {problem}", flush=True)
+
+    figures = bench_paths(img, args.runs, specs, card, common.progress, done)
+    return 0 if all(f.healthy == len(f.durations) for f in figures) else 1
+
+
 def add_parser(sub: Any) -> None:
     bp = sub.add_parser("bench", help="benchmarks that print their figures")
     bsub = bp.add_subparsers(dest="bench", required=True)
@@ -65,3 +89,11 @@ def add_parser(sub: Any) -> None:
     common.add_runs(sp)
     sp.add_argument("--variant", choices=VARIANTS, default="stock")
     sp.set_defaults(func=cmd_bench_race)
+    sp = bsub.add_parser("paths", help="every unload/reload path N times: median duration, how often the driver "
+                                       "came back healthy (exit 1 if not always)")
+    common.add_kernel(sp)
+    common.add_runs(sp)
+    common.add_speeds(sp)
+    add_card(sp)
+    common.add_path_specs(sp)
+    sp.set_defaults(func=cmd_bench_paths)

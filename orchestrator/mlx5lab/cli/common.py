@@ -31,6 +31,23 @@ def add_runs(sp: argparse.ArgumentParser, default: int = 5) -> None:
     sp.add_argument("-n", "--runs", type=int, default=default)
 
 
+def add_path_specs(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--path", dest="paths", action="append", type=path_spec, metavar="NAME[:K=V,...]",
+                    help="an unload/reload path (`mlx5lab paths` lists them), optionally with arguments, e.g. "
+                         "unbind-bind:fn=1; repeat for several; default: every path")
+
+
+def path_spec(s: str) -> tuple[str, dict[str, str] | None]:
+    """``NAME`` (None: the path's usual argument sets) or ``NAME:K=V,...`` (exactly those arguments)."""
+    from ..paths import PathArgError, parse_spec
+
+    try:
+        name, args = parse_spec(s)
+    except PathArgError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return name, (args if ":" in s else None)
+
+
 def image(args: argparse.Namespace) -> GuestImage:
     return ensure_image(args.kernel, progress=progress)
 
