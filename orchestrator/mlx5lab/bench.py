@@ -137,7 +137,7 @@ class PathFigures:
 
     def line(self) -> str:
         med = statistics.median(self.durations) if self.durations else float("nan")
-        return f"{self.label:<40} median {med:6.2f} s  healthy {self.healthy}/{len(self.durations)}"
+        return f"{self.label:<46} median {med:6.2f} s  healthy {self.healthy}/{len(self.durations)}"
 
 
 def bench_paths(image: GuestImage, runs: int, specs: list[tuple[str, dict[str, Any]]], card: CardConfig,
