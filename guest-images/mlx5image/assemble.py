@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+import gzip
+import lzma
 import shutil
+import subprocess
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .debpkg import KernelPackage, extract, fetch, sha256_file
-from .hosttools import package_version
+from .debpkg import KernelFiles, KernelPackage, extract, fetch, fetch_parts, sha256_file
+from .errors import ImageError
+from .hosttools import find_tool, package_version, run
 from .image import cmdline_for
 from .initramfs import ModuleSelection, select_modules, write_initramfs
 from .keys import Keys
@@ -37,12 +42,12 @@ def kernel_config(text: str) -> dict[str, str]:
     return out
 
 
-def _kernel_files(boot: Path, release: str, out: Path, progress: Callable[[str], None]) -> dict[str, Any]:
+def _kernel_files(files: KernelFiles, release: str, out: Path, progress: Callable[[str], None]) -> dict[str, Any]:
     """Copy config and bzImage; add the PVH ELF vmlinux when the kernel supports it. Manifest fields."""
-    shutil.copyfile(boot / f"config-{release}", out / f"config-{release}")
+    shutil.copyfile(files.config, out / f"config-{release}")
     vmlinuz = out / f"vmlinuz-{release}"
-    shutil.copyfile(boot / f"vmlinuz-{release}", vmlinuz)
-    config = kernel_config((boot / f"config-{release}").read_text())
+    shutil.copyfile(files.vmlinuz, vmlinuz)
+    config = kernel_config(files.config.read_text())
 
     kernel_file, pvh, compression, reason = vmlinuz, False, "", "CONFIG_PVH is not set in the kernel config"
     if config.get("CONFIG_PVH") == "y":
@@ -71,16 +76,18 @@ def assemble(pkg: KernelPackage, out: Path, debs_dir: Path, keys: Keys, fingerpr
     started = time.monotonic()
     release = pkg.release
     deb = fetch(pkg, debs_dir, progress)
+    parts = fetch_parts(pkg, debs_dir, progress)
     deb_sha = sha256_file(deb)
     work = out / "work"
-    progress(f"unpacking {deb.name}")
-    unpacked = extract(deb, work / "deb", release)
-    kernel = _kernel_files(unpacked / "boot", release, out, progress)
+    progress(f"unpacking {', '.join(d.name for d in [deb, *parts])}")
+    files = extract([deb, *parts], work / "deb", release)
+    unpacked = files.root
+    kernel = _kernel_files(files, release, out, progress)
 
     tree = ModuleTree(unpacked, release)
     if not (tree.moddir / "modules.dep").is_file():
         depmod(unpacked, release)
-    selection = select_modules(tree)
+    selection = decompress_modules(tree, select_modules(tree))
 
     progress(f"assembling the initramfs ({len(selection.shipped)} modules)")
     staging = work / "initramfs"
@@ -100,7 +107,12 @@ def assemble(pkg: KernelPackage, out: Path, debs_dir: Path, keys: Keys, fingerpr
         "build_time": datetime.now(UTC).isoformat(timespec="seconds"),
         "build_seconds": round(time.monotonic() - started, 2),
         "kernel": {"release": release, "package": pkg.package, "version": pkg.version,
-                   "deb": deb.name, "deb_sha256": deb_sha, **kernel},
+                   "deb": deb.name, "deb_sha256": deb_sha, **kernel,
+                   **({"suite": pkg.suite} if pkg.suite else {}),
+                   **({"parts": [{"package": p.package, "version": pkg_part_version(p.package, d),
+                                  "deb": d.name, "sha256": sha256_file(d)} for p, d in zip(pkg.parts, parts,
+                                                                                          strict=True)]}
+                      if pkg.parts else {})},
         "initrd": {"file": INITRD_NAME, "sha256": sha256_file(initrd), "size": initrd.stat().st_size,
                    "uncompressed_size": sum(len(e.data) for e in entries)},
         "cmdline": cmdline_for(kernel["pvh"]),
@@ -113,6 +125,43 @@ def assemble(pkg: KernelPackage, out: Path, debs_dir: Path, keys: Keys, fingerpr
         "initramfs_files": initramfs_listing(entries),
     })
     shutil.rmtree(work)
+
+
+def pkg_part_version(package: str, deb: Path) -> str:
+    return run(["dpkg-deb", "-f", deb, "Version"], what=f"reading {deb.name}").stdout.strip()
+
+
+# Module compression suffixes Debian has used (CONFIG_MODULE_COMPRESS_XZ since its 6.x kernels).
+_COMPRESSED = (".ko.xz", ".ko.gz", ".ko.zst")
+
+
+def _decompress(src: Path) -> bytes:
+    data = src.read_bytes()
+    if src.name.endswith(".xz"):
+        return lzma.decompress(data)
+    if src.name.endswith(".gz"):
+        return gzip.decompress(data)
+    zstd = find_tool("zstd")
+    if zstd is None:
+        raise ImageError(f"{src.name} is zstd-compressed: install zstd ('apt-get install -y zstd') and retry.")
+    return subprocess.run([str(zstd), "-dc", str(src)], check=True, capture_output=True).stdout
+
+
+def decompress_modules(tree: ModuleTree, selection: ModuleSelection) -> ModuleSelection:
+    """Ship plain .ko files: the guest's busybox modprobe reads modules itself and passes them to
+    init_module(2), which takes an uncompressed image (only finit_module(2) with
+    MODULE_INIT_COMPRESSED_FILE decompresses in the kernel, kernel/module/main.c); the initramfs is
+    gzip-compressed as a whole anyway. Each compressed module of the selection is written uncompressed
+    next to itself (same path without the suffix); the selection then names those."""
+    paths = dict(selection.paths)
+    for name, rel in selection.paths.items():
+        suffix = next((s for s in _COMPRESSED if rel.endswith(s)), None)
+        if suffix is None:
+            continue
+        plain = rel[: -len(suffix)] + ".ko"
+        (tree.moddir / plain).write_bytes(_decompress(tree.moddir / rel))
+        paths[name] = plain
+    return dataclasses.replace(selection, paths=paths)
 
 
 def _module_records(tree: ModuleTree, selection: ModuleSelection) -> list[dict[str, Any]]:

@@ -29,7 +29,7 @@ __all__ = ["GuestImage", "ImageError", "builder_fingerprint", "cmdline_for", "en
 BUILDER_VERSION = 1
 
 
-VARIANT_MODULES = {"reader.py", "variants.py"}  # and the vulnerable/ subpackage (not globbed)
+VARIANT_MODULES = {"reader.py", "variants.py", "driver.py"}  # and the vulnerable/ subpackage (not globbed)
 
 
 def builder_fingerprint(keys: Keys) -> str:

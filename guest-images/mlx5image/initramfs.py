@@ -19,6 +19,11 @@ DRIVER_MODULES = ("mlx5_core",)
 # Shipped, loaded by scenarios that stack devices on the mlx5 ports (bonding with miimon, a VLAN per port).
 STACKING_MODULES = ("bonding", "8021q")
 EXCLUDED_MODULES = ("mlx5_ib",)
+# What a kernel may have instead of a module above. 5.10 has one pvpanic module, which binds QEMU's ISA
+# pvpanic through ACPI (drivers/misc/pvpanic.c); 5.12 split it into pvpanic-mmio and pvpanic-pci
+# (drivers/misc/pvpanic/). The PCI variant is not the device the guests get, so it may be absent.
+ALTERNATIVES: dict[str, tuple[str, ...]] = {"pvpanic-mmio": ("pvpanic",)}
+OPTIONAL_MODULES = ("pvpanic-pci",)
 
 CONSOLE = Entry("dev/console", stat.S_IFCHR | 0o600, rdev=(5, 1))
 
@@ -32,18 +37,30 @@ class ModuleSelection:
 
 
 def select_modules(tree: ModuleTree) -> ModuleSelection:
-    """Resolve the boot and driver modules with all their dependencies from the kernel's own metadata."""
+    """Resolve the boot and driver modules with all their dependencies from the kernel's own metadata.
+
+    A module the kernel lacks is replaced by its alternative (``ALTERNATIVES``) or left out when it is
+    optional; anything else missing is one ImageError listing every missing module.
+    """
+    roots, missing = [], []
+    for name in (*BOOT_MODULES, *DRIVER_MODULES, *STACKING_MODULES):
+        have = next((m for m in (name, *ALTERNATIVES.get(name, ())) if tree.exists(m)), None)
+        if have is not None:
+            roots.append(have)
+        elif name not in OPTIONAL_MODULES:
+            missing.append(" or ".join((name, *ALTERNATIVES.get(name, ()))))
+    if missing:
+        raise ImageError(f"kernel {tree.release} has no module {', '.join(missing)} (neither loadable nor "
+                         "built in), which the guest needs; use a Debian kernel that builds them.")
     try:
-        order = resolve_dependencies(
-            [*BOOT_MODULES, *DRIVER_MODULES, *STACKING_MODULES], tree.depends_with_softdeps, exclude=EXCLUDED_MODULES
-        )
+        order = resolve_dependencies(roots, tree.depends_with_softdeps, exclude=EXCLUDED_MODULES)
     except ValueError as err:
         msg = f"cannot assemble the module set of kernel {tree.release} ({err}); use another kernel."
         raise ImageError(msg) from err
     shipped = [m for m in order if not tree.is_builtin(m)]
     paths = {m: str(tree.path(m).resolve().relative_to(tree.moddir.resolve())) for m in shipped}
     loadable = {normalize(m) for m in shipped}
-    boot = [m for m in BOOT_MODULES if normalize(m) in loadable]
+    boot = [m for m in roots if normalize(m) in loadable and m not in (*DRIVER_MODULES, *STACKING_MODULES)]
     return ModuleSelection(order, shipped, paths, boot)
 
 

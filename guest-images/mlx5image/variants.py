@@ -41,29 +41,38 @@ def overlay_entries(release: str, reader: bytes, module: bytes | None) -> list[E
     if module is not None:
         rel = f"lib/modules/{release}/{MLX5_CORE_REL}"
         entries += _dirs_for(rel) + [Entry(rel, stat.S_IFREG | 0o644, module)]
+        # The image ships every module uncompressed (assemble.decompress_modules), so this path is the
+        # one its modules.dep names even on kernels whose packages carry .ko.xz files.
     return entries
 
 
 def ensure_variant(image: GuestImage, variant: str, *, progress: Callable[[str], None] = print) -> GuestImage:
-    """``image`` with the race reader and, for ``vulnerable``, the positive control's mlx5_core."""
-    if variant not in VARIANTS:
+    """``image`` with the race reader and, for ``vulnerable``, the positive control's mlx5_core.
+
+    ``variant`` is ``stock``, ``vulnerable`` or either with a driver recipe's inputs
+    (``stock+patch:<hash>``, ``vulnerable+patch:<hash>+src:<hash>``; :func:`mlx5image.driver.variant_name`),
+    whose ``mlx5_core`` is built by :func:`mlx5image.driver.build_module`.
+    """
+    from .driver import build_module, recipe_of
+
+    base_name = variant.split("+", 1)[0]
+    if base_name not in VARIANTS:
         raise ImageError(f"unknown image variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    recipe = recipe_of(variant)
     from .reader import build_reader
 
     reader_path = build_reader()
     reader = reader_path.read_bytes()
     module = module_debug = None
     identity: dict[str, object] = {"variant": variant, "reader_sha256": _sha256(reader)}
-    if variant == "vulnerable":
-        from .vulnerable import build_vulnerable_module
-
-        vm = build_vulnerable_module(image.kernel_release, progress=progress)
+    if variant != "stock":
+        vm = build_module(image.kernel_release, recipe, progress=progress)
         module, module_debug = vm.ko.read_bytes(), vm.ko_debug
         identity.update(module_sha256=_sha256(module), module_debug=str(vm.ko_debug),
                         vermagic=vm.vermagic, patch=vm.patch_summary, source_sha256=vm.source_sha256)
     base = image.initrd.read_bytes()
     key = _sha256(json.dumps(identity, sort_keys=True).encode() + _sha256(base).encode())[:16]
-    folder = image.directory / "variants" / f"{variant}-{key}"
+    folder = image.directory / "variants" / f"{variant.replace(':', '-')}-{key}"
     initrd, manifest = folder / "initramfs.cpio.gz", folder / "variant.json"
     folder.mkdir(parents=True, exist_ok=True)
     with cache_lock(folder / ".lock"):

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from mlx5image import vulnerable
+from mlx5image import driver, vulnerable
 from mlx5image.errors import ImageError
 from mlx5image.hosttools import find_tool
 from mlx5image.vulnerable import debs as vuln_debs
@@ -218,7 +218,8 @@ def test_kbuild_failure_names_log_and_tail(tmp_path: Path, monkeypatch: pytest.M
 
 
 def _fake_build(calls: list[str]) -> Any:
-    def build(release: str, version: str, digest: str, out: Path, log: Path, progress: Any) -> dict[str, Any]:
+    def build(pkg: Any, recipe: Any, digest: str, out: Path, log: Path, progress: Any) -> dict[str, Any]:
+        release, version = pkg.release, pkg.version
         calls.append(version)
         for name in ("mlx5_core.ko", "mlx5_core.debug.ko"):
             (out / name).write_bytes(b"\x7fELF")
@@ -232,9 +233,10 @@ def _fake_build(calls: list[str]) -> Any:
 def test_cache_hit_and_version_change(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLX5LAB_CACHE", str(tmp_path))
     version = [VERSION]
-    monkeypatch.setattr(vulnerable, "resolve_kernel", lambda *_a: SimpleNamespace(version=version[0]))
+    monkeypatch.setattr(driver, "resolve_kernel",
+                        lambda *_a: SimpleNamespace(version=version[0], release=RELEASE))
     calls: list[str] = []
-    monkeypatch.setattr(vulnerable, "_build", _fake_build(calls))
+    monkeypatch.setattr(driver, "build", _fake_build(calls))
     first = vulnerable.build_vulnerable_module(RELEASE, progress=lambda _m: None)
     assert first.ko.parent.name.startswith("vulnerable-") and first.ko.parent.parent.name == RELEASE
     assert first.vermagic == f"{RELEASE} SMP" and first.build_log.read_text() == "built\n"
@@ -249,19 +251,19 @@ def test_cache_hit_and_version_change(tmp_path: Path, monkeypatch: pytest.Monkey
 
 def test_failed_build_keeps_its_log_and_is_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLX5LAB_CACHE", str(tmp_path))
-    monkeypatch.setattr(vulnerable, "resolve_kernel", lambda *_a: SimpleNamespace(version=VERSION))
+    monkeypatch.setattr(driver, "resolve_kernel", lambda *_a: SimpleNamespace(version=VERSION, release=RELEASE))
 
-    def broken(release: str, version: str, digest: str, out: Path, log: Path, progress: Any) -> dict[str, Any]:
+    def broken(pkg: Any, recipe: Any, digest: str, out: Path, log: Path, progress: Any) -> dict[str, Any]:
         log.write_text("error: boom\n")
         raise ImageError(f"build failed; see {log}")
 
-    monkeypatch.setattr(vulnerable, "_build", broken)
+    monkeypatch.setattr(driver, "build", broken)
     with pytest.raises(ImageError, match="see .*build.log") as info:
         vulnerable.build_vulnerable_module(RELEASE, progress=lambda _m: None)
     log = Path(str(info.value).split("see ")[1])
     assert log.read_text() == "error: boom\n"
     calls: list[str] = []
-    monkeypatch.setattr(vulnerable, "_build", _fake_build(calls))
+    monkeypatch.setattr(driver, "build", _fake_build(calls))
     mod = vulnerable.build_vulnerable_module(RELEASE, progress=lambda _m: None)
     assert calls == [VERSION] and mod.ko.is_file()
     shutil.rmtree(mod.ko.parent)

@@ -89,18 +89,24 @@ def ensure_headers(release: str, version: str, progress: Callable[[str], None]) 
     return headers
 
 
-def fetch_source(release: str, version: str, debs_dir: Path, progress: Callable[[str], None]) -> SourceDeb:
-    """The linux-source .deb of exactly ``version``, downloaded into ``debs_dir`` once and checked."""
+def fetch_source(release: str, version: str, debs_dir: Path, progress: Callable[[str], None],
+                 apt_options: tuple[str, ...] = ()) -> SourceDeb:
+    """The linux-source .deb of exactly ``version``, downloaded into ``debs_dir`` once and checked.
+
+    ``apt_options`` selects the apt configuration that found the kernel (the suites' for a kernel the
+    host's apt does not know, :mod:`mlx5image.suites`).
+    """
     package = source_package(release)
-    proc = run(["apt-cache", "show", "--no-all-versions", f"{package}={version}"], what="apt-cache show",
-               check=False)
+    proc = run(["apt-cache", *apt_options, "show", "--no-all-versions", f"{package}={version}"],
+               what="apt-cache show", check=False)
     fields = parse_stanza(proc.stdout) if proc.returncode == 0 else {}
     if fields.get("Version") != version:
         known = ", ".join(_apt_versions(package)) or "none"
         raise ImageError(f"apt has no {package} {version} (the guest kernel's version; apt knows: {known}); "
                          "add the Debian archive that carries it (e.g. bookworm-security), run apt-get update "
                          "and retry.")
-    deb = download(package, version, fields.get("Architecture", "all"), fields.get("SHA256"), debs_dir, progress)
+    deb = download(package, version, fields.get("Architecture", "all"), fields.get("SHA256"), debs_dir, progress,
+                   apt_options)
     return SourceDeb(package, version, deb, sha256_file(deb))
 
 

@@ -68,9 +68,36 @@ def kbuild(
     ko = module_dir / f"{module}.ko"
     if rc != 0 or not ko.is_file():
         last = " | ".join(line for line in tail if line) or f"exit status {rc}"
-        raise ImageError(f"building {module}.ko failed (make exit status {rc}); see {log}; last lines: {last}")
+        errors = compiler_errors(log.read_text(errors="replace"))
+        shown = ("; compiler errors:\n" + "\n".join(errors)) if errors else ""
+        raise ImageError(f"building {module}.ko failed (make exit status {rc}); see {log}; last lines: {last}"
+                         + shown)
     progress(f"built {module}.ko: {compiled} objects in {time.monotonic() - start:.0f} s")
     return ko
+
+
+_DIAG = re.compile(r"^\S+:\d+:(\d+:)? (fatal )?error: ")
+
+
+def compiler_errors(log_text: str, limit: int = 6) -> list[str]:
+    """The compiler's first error diagnostics of a build log, each with the source lines gcc quotes after it
+    (up to the next diagnostic or make line)."""
+    out: list[str] = []
+    lines = log_text.splitlines()
+    count = 0
+    for i, line in enumerate(lines):
+        if not _DIAG.match(line):
+            continue
+        count += 1
+        if count > limit:
+            break
+        out.append(line)
+        for follow in lines[i + 1:i + 4]:
+            if follow.startswith((" ", "\t")) and ": " not in follow[:40].split("|")[0]:
+                out.append(follow)
+            else:
+                break
+    return out
 
 
 def modinfo(ko: Path, field: str) -> str:

@@ -15,7 +15,7 @@ from types import FrameType
 from mlx5image.build import ImageError
 
 from .. import Mlx5LabError
-from . import bench, boot, control, controls, fuzz, image, paths, race, trace, triage
+from . import bench, boot, common, control, controls, fuzz, image, paths, race, trace, triage
 
 #: In the order ``mlx5lab --help`` lists them.
 COMMANDS = (image, boot, trace, control, paths, controls, race, fuzz, triage, bench)
@@ -40,6 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     signal.signal(signal.SIGTERM, _terminate)  # SIGTERM cleans up like Ctrl-C
     try:
+        common.fold_driver_options(args)
         return int(args.func(args))
     except (Mlx5LabError, ImageError, FileNotFoundError, TimeoutError, ConnectionError,
             argparse.ArgumentTypeError) as exc:

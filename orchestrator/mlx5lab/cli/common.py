@@ -17,9 +17,39 @@ def progress(msg: str) -> None:
 
 
 def add_kernel(sp: argparse.ArgumentParser) -> None:
+    """``--kernel``, and the driver's ``--patch``/``--module-src`` that every command with a guest takes."""
     sp.add_argument("--kernel", metavar="VERSION|PATH.deb", default=os.environ.get("MLX5LAB_KERNEL") or None,
-                    help="guest kernel: a Debian kernel release (6.1.0-57-amd64) or a linux-image .deb; "
+                    help="guest kernel: a Debian kernel release of any suite from bullseye to sid "
+                         "(6.1.0-57-amd64, 6.12.118+deb13-amd64) or its .deb files, comma-separated; "
                          "default: what bookworm's linux-image-amd64 depends on")
+    sp.add_argument("--patch", dest="patches", action="append", default=[], type=path, metavar="FILE",
+                    help="a unified diff applied to the guest kernel's Debian mlx5 source, rebuilt out of tree "
+                         "(repeatable, applied in order)")
+    sp.add_argument("--module-src", type=path, default=None, metavar="DIR",
+                    help="build mlx5_core from this mlx5 source tree (a kernel tree or its "
+                         "drivers/net/ethernet/mellanox) instead of Debian's")
+
+
+def driver_variant(args: argparse.Namespace, base: str) -> str:
+    """``base`` with the command line's ``--patch`` and ``--module-src`` folded in (a variant name)."""
+    patches, src = getattr(args, "patches", []), getattr(args, "module_src", None)
+    if not patches and src is None:
+        return base
+    from mlx5image.driver import variant_name
+
+    return variant_name(base, patches, src)
+
+
+def fold_driver_options(args: argparse.Namespace) -> None:
+    """After parsing: fold ``--patch``/``--module-src`` into a command's ``variant`` (a name or a list of
+    names), so every command that builds its image from ``args.variant`` gets the patched driver."""
+    if not getattr(args, "patches", None) and getattr(args, "module_src", None) is None:
+        return
+    variant = getattr(args, "variant", None)
+    if isinstance(variant, str):
+        args.variant = driver_variant(args, variant)
+    elif isinstance(variant, list):
+        args.variant = [driver_variant(args, v) for v in (variant or ["stock"])]
 
 
 def add_speeds(sp: argparse.ArgumentParser, help: str | None = None) -> None:
@@ -49,7 +79,14 @@ def path_spec(s: str) -> tuple[str, dict[str, str] | None]:
 
 
 def image(args: argparse.Namespace) -> GuestImage:
-    return ensure_image(args.kernel, progress=progress)
+    """The guest image of ``--kernel``; with ``--patch``/``--module-src`` (commands without ``--variant``)
+    the stock variant with the patched mlx5_core."""
+    img = ensure_image(args.kernel, progress=progress)
+    if not hasattr(args, "variant") and (getattr(args, "patches", None) or getattr(args, "module_src", None)):
+        from mlx5image.variants import ensure_variant
+
+        img = ensure_variant(img, driver_variant(args, "stock"), progress=progress)
+    return img
 
 
 def path(s: str) -> Path:

@@ -21,7 +21,8 @@ def cmd_controls(args: argparse.Namespace) -> int:
     base = args.out or cache_dir() / "campaigns" / f"controls-{stamp}"
     statuses = {}
     for variant in ("stock", "vulnerable"):
-        spec = CampaignSpec(kernel=pinned_kernel(args.kernel, common.progress), variant=variant,
+        spec = CampaignSpec(kernel=pinned_kernel(args.kernel, common.progress),
+                            variant=common.driver_variant(args, variant),
                             iterations=args.iterations, seed=args.seed)
         statuses[variant] = run_campaign(Campaign.create(base / variant, spec), common.progress)
         print()

@@ -69,7 +69,7 @@ def open_campaign(args: argparse.Namespace) -> Campaign:
     spec = CampaignSpec(kernel=pinned_kernel(args.kernel, common.progress), variant=args.variant,
                         iterations=args.iterations, seed=args.seed, delay_min_s=args.delay[0],
                         delay_max_s=args.delay[1], params=params)
-    name = f"{args.variant}-seed{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = f"{args.variant.replace(':', '-')}-seed{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     return Campaign.create(args.out or cache_dir() / "campaigns" / name, spec)
 
 
