@@ -270,6 +270,14 @@ def build(pkg: KernelPackage, recipe: Recipe, digest: str, out: Path, log: Path,
     """Build into the empty folder ``out``; return the manifest fields."""
     started = time.monotonic()
     release, version = pkg.release, pkg.version
+    if pkg.apt_options:
+        # Debian's headers name the compiler the kernel was built with (the headers package depends on
+        # gcc-N-for-host of the kernel's own suite) and ship kbuild tools linked against that suite's libc,
+        # so a module with the kernel's vermagic is built on a host of the kernel's suite.
+        raise ImageError(f"building mlx5_core for {release} needs linux-headers-{release} installed on this "
+                         f"host, but it is a Debian {pkg.suite or 'other-suite'} kernel that the host's apt does "
+                         "not carry (nor its compiler); build on a host of that suite, or use a kernel of this "
+                         "host's suite.")
     headers = ensure_headers(release, version, progress)
     src = fetch_source(release, version, cache_dir() / "debs", progress, pkg.apt_options)
     mellanox = extract_mlx5_tree(src.path, out / "src", progress)
