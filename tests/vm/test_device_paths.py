@@ -22,8 +22,6 @@ from mlx5lab.vm.machine import Machine, MachineConfig
 SPEEDS = [100000, 25000]
 RUNS = 5
 CMD_TIMEOUT_MS = 1500
-# Not yet healthy five times in a row under load (devlink fw_activate leaves fn1 without a netdev; timeouts):
-pytestmark = pytest.mark.xfail(reason="device paths not yet reliably healthy 5x in a row under make test load", strict=False)
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +44,10 @@ def test_device_path_five_times(machine: Machine, name: str) -> None:
     assert all(s["firmware"]["halted"] is False for s in status)
 
 
+# Intermittent, so neither a pass nor a strict expected failure: in about one run of five the initiating
+# function's devlink reload gives up (fw_reset.c: mlx5_fw_reset_wait_reset_done, "FW sync reset timeout
+# after 8 seconds") although its link toggle finished within 2 s of the NOW event; `make test-soak` runs it.
+@pytest.mark.soak
 def test_fw_activate_reload(machine: Machine) -> None:
     """devlink dev reload action fw_activate: the sync reset the driver requests through MFRL."""
     for _ in range(RUNS):

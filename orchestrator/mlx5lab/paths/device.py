@@ -22,6 +22,10 @@ from . import ports
 from .registry import DriverPath, PathError, arg, fn_arg, register_path, select_functions
 
 RECOVERED = "health recovery succeeded"  # health.c: mlx5_health_try_recover
+# health.c: mlx5_fw_fatal_reporter_err_work, when devlink_health_report refused to auto-recover: a PF's
+# fw_fatal reporter has a grace period of 60 s (MLX5_FW_REPORTER_PF_GRACEFUL_PERIOD), so a second fatal
+# error within a minute of the last recovery leaves the function unloaded until someone recovers it
+ABORTED = "Driver is in error state. Unloading"
 RELOADED = "firmware version: "  # main.c: mlx5_function_setup, on every (re)load of a function
 # What the card refuses while the driver does not know yet that the function was reset or the firmware
 # halted (health.c: poll_health notices within its poll interval, about 2 s): command doorbells, EQ and
@@ -40,12 +44,17 @@ RECOVERY_DMESG = (
     r"wait_func:\d+:\(pid \d+\): \S+ timeout\. Will cause a leak of a command resource",
     r"mlx5_cmd_comp_handler:\d+:\(pid \d+\): Command completion arrived after timeout",
     r"mlx5_cmd_out_err:\d+:\(pid \d+\): ",
+    # en_ethtool.c: mlx5e_ethtool_get_link_ksettings, a speed read while the function is in error state
+    # (cmd.c: mlx5_internal_err_ret_value answers -ENOLINK), its command interface down (cmd.c:
+    # mlx5_cmd_exec -> -ENXIO) or its command lost in the reset (-ETIMEDOUT)
+    r"mlx5e_ethtool_get_link_ksettings: query port ptys failed: -(67|6|110)\b",
     r"mlx5e_update_carrier_work|mlx5e_tx_reporter|mlx5e_reporter_",
     # health.c: poll_health / print_health_info: the fatal sensor and the health buffer
     r"poll_health:\d+:\(pid \d+\): Fatal error \d+ detected",
     r"print_health_info:\d+:\(pid \d+\): ",
     # health.c: mlx5_health_try_recover, mlx5_handle_bad_state, mlx5_error_sw_reset, reset_fw_if_needed
     r"mlx5_health_try_recover:\d+:\(pid \d+\): ",
+    r"mlx5_fw_fatal_reporter_err_work:\d+:\(pid \d+\): Driver is in error state\. Unloading",
     r"mlx5_handle_bad_state:\d+:\(pid \d+\): ",
     r"mlx5_error_sw_reset:\d+:\(pid \d+\): ",
     r"reset_fw_if_needed:\d+:\(pid \d+\): ",
@@ -78,9 +87,36 @@ def wait_lines(m: Machine, text: str, bdfs: list[str], before: dict[str, int], t
 
 
 def recover_and_bring_up(m: Machine, fns: list[int], before: dict[str, int], text: str, timeout: float,
-                         what: str) -> None:
+                         what: str, *, aborted_before: dict[str, int] | None = None) -> None:
+    """Wait for each function's recovery line, then bring its re-created ports up.
+
+    With ``aborted_before`` (the count of ``ABORTED`` lines before the fault), a function whose fw_fatal
+    reporter refused to recover because its previous recovery is younger than the reporter's grace period
+    is recovered by hand, as an operator does: ``devlink health recover`` (devlink: devlink_health_report
+    returns -ECANCELED inside the grace period; health.c: mlx5_fw_fatal_reporter_err_work then unloads the
+    function and waits for mlx5_fw_fatal_reporter_recover).
+    """
     bdfs = [ports.bdf(m, fn) for fn in fns]
-    wait_lines(m, text, bdfs, before, timeout, what)
+    recovered_by_hand: set[str] = set()
+
+    def missing() -> list[str]:
+        waiting = []
+        for b in bdfs:
+            if count_lines(m, text, b) > before[b]:
+                continue
+            if aborted_before is not None and b not in recovered_by_hand \
+                    and count_lines(m, ABORTED, b) > aborted_before[b]:
+                # the line comes before mlx5_unload_one: recovering earlier would be undone by the unload
+                fn = fns[bdfs.index(b)]
+                ports.wait_ports(m, [], absent=[fn], timeout=30, what=f"the unload of {b} in error state")
+                recovered_by_hand.add(b)
+                ports.sh(m, f"devlink health recover pci/{b} reporter fw_fatal", timeout=timeout)
+                if count_lines(m, text, b) > before[b]:
+                    continue
+            waiting.append(f"{b} has not printed {text!r} yet")
+        return waiting
+
+    ports.wait_until(missing, timeout, what)
     ports.bring_up(m, fns, timeout=60)
     ports.wait_ports(m, range(ports.functions(m)), what=f"after {what}")
 
@@ -93,6 +129,12 @@ def _control(m: Machine, op: str, **fields: object) -> object:
     if m.card is None:
         raise PathError("the machine has no emulated card")
     return m.card.control.request(op, **fields)
+
+
+def _status(m: Machine) -> list[dict]:
+    if m.card is None:
+        raise PathError("the machine has no emulated card")
+    return m.card.control.status()
 
 
 HEALTH_FUNCTIONS = (
@@ -131,10 +173,11 @@ class FunctionLevelReset(DriverPath):
 
     def perform(self, m: Machine, args: FlrArgs) -> None:
         fns = select_functions(args.fn, "forward", ports.functions(m))
-        before = _counts(m, RECOVERED, fns)
+        before, aborted = _counts(m, RECOVERED, fns), _counts(m, ABORTED, fns)
         for fn in fns:
             ports.sh(m, f"echo 1 > /sys/bus/pci/devices/{ports.bdf(m, fn)}/reset")
-        recover_and_bring_up(m, fns, before, RECOVERED, 90, "the health recovery after the FLR")
+        recover_and_bring_up(m, fns, before, RECOVERED, 90, "the health recovery after the FLR",
+                             aborted_before=aborted)
 
 
 @dataclass(frozen=True)
@@ -159,9 +202,10 @@ class FirmwareFatal(DriverPath):
 
     def perform(self, m: Machine, args: FwFatalArgs) -> None:
         fns = list(range(ports.functions(m)))
-        before = _counts(m, RECOVERED, fns)
+        before, aborted = _counts(m, RECOVERED, fns), _counts(m, ABORTED, fns)
         _control(m, "fw_fatal", synd=args.synd)
-        recover_and_bring_up(m, fns, before, RECOVERED, 120, "the health recovery after a firmware assert")
+        recover_and_bring_up(m, fns, before, RECOVERED, 120, "the health recovery after a firmware assert",
+                             aborted_before=aborted)
 
 
 @dataclass(frozen=True)
@@ -189,9 +233,10 @@ class FirmwareDead(DriverPath):
         if not 0 < args.seconds <= 50:
             raise PathError("fw-dead: seconds must be in (0, 50] (the driver gives up after 60 s)")
         fns = list(range(ports.functions(m)))
-        before = _counts(m, RECOVERED, fns)
+        before, aborted = _counts(m, RECOVERED, fns), _counts(m, ABORTED, fns)
         _control(m, "fw_dead", seconds=args.seconds)
-        recover_and_bring_up(m, fns, before, RECOVERED, 120 + args.seconds, "the recovery of a dead firmware")
+        recover_and_bring_up(m, fns, before, RECOVERED, 120 + args.seconds, "the recovery of a dead firmware",
+                             aborted_before=aborted)
 
 
 MISS = "device's health compromised - reached miss count"  # health.c: poll_health, MAX_MISSES
@@ -225,7 +270,26 @@ class FrozenHealthCounter(DriverPath):
                        "the miss report of a frozen health counter")
         finally:
             _control(m, "freeze_health_counter", frozen=False)
+        # poll_health resets its miss counter only when it sees the counter move: until each function has
+        # polled twice more, another freeze would continue the old miss count, which never equals
+        # MAX_MISSES again, and the driver would not report it
+        reads = {s["function"]: s["health_counter_reads"] for s in _status(m)}
+        ports.wait_until(lambda: [f"{s['function']} has not polled its health counter twice yet"
+                                  for s in _status(m) if s["health_counter_reads"] < reads[s["function"]] + 2],
+                         15, "the health polls after the counter came back")
         ports.wait_ports(m, fns, what="after the health counter came back")
+
+
+SYNC_RESET_DMESG = (
+    # fw_reset.c: mlx5_sync_reset_request_event / mlx5_sync_reset_now_event: warnings by design
+    r"mlx5_sync_reset_request_event:\d+:\(pid \d+\): PCI Sync FW Update Reset Ack",
+    r"mlx5_sync_reset_now_event:\d+:\(pid \d+\): Sync Reset now",
+    # fw_reset.c: mlx5_pci_link_toggle: QEMU's root port never reports the link as active again
+    r"mlx5_pci_link_toggle:\d+:\(pid \d+\): PCI link not ready",
+    r"mlx5_wait_for_pages:\d+:\(pid \d+\): Skipping wait for vf pages stage",
+    # a command in flight when the card reset is never completed, as after any reset
+    *RECOVERY_DMESG,
+)
 
 
 @register_path
@@ -244,14 +308,7 @@ class SyncReset(DriverPath):
         "mlx5_load_one",
     )
     side: ClassVar[str] = "device"
-    expected_dmesg: ClassVar[tuple[str, ...]] = (
-        # fw_reset.c: mlx5_sync_reset_request_event / mlx5_sync_reset_now_event: warnings by design
-        r"mlx5_sync_reset_request_event:\d+:\(pid \d+\): PCI Sync FW Update Reset Ack",
-        r"mlx5_sync_reset_now_event:\d+:\(pid \d+\): Sync Reset now",
-        # fw_reset.c: mlx5_pci_link_toggle: QEMU's root port never reports the link as active again
-        r"mlx5_pci_link_toggle:\d+:\(pid \d+\): PCI link not ready",
-        r"mlx5_wait_for_pages:\d+:\(pid \d+\): Skipping wait for vf pages stage",
-    )
+    expected_dmesg: ClassVar[tuple[str, ...]] = SYNC_RESET_DMESG
     expected_trace: ClassVar[tuple[str, ...]] = RECOVERY_TRACE
 
     def perform(self, m: Machine, args: object) -> None:
@@ -292,6 +349,8 @@ class CommandTimeout(DriverPath):
         r"wait_func_handle_exec_timeout:\d+:\(pid \d+\): cmd\[\d+\]: ACCESS_REG\(0x805\) No done completion",
         r"wait_func:\d+:\(pid \d+\): ACCESS_REG\(0x805\) timeout\. Will cause a leak of a command resource",
         r"mlx5_cmd_comp_handler:\d+:\(pid \d+\): Command completion arrived after timeout",
+        # en_ethtool.c: mlx5e_ethtool_get_link_ksettings, the speed read whose PTYS timed out
+        r"mlx5e_ethtool_get_link_ksettings: query port ptys failed: -110\b",
     )
     variants: ClassVar[tuple[dict[str, str], ...]] = ({"mode": "hold"}, {"mode": "drop"})
 
@@ -308,7 +367,8 @@ class CommandTimeout(DriverPath):
         _control(m, "add_fault", function=fn, opcode="ACCESS_REG", register="PTYS", count=1,
                  **({"hold": True} if args.mode == "hold" else {"drop": True}))
         t0 = time.monotonic()
-        res = m.run(f"cat /sys/class/net/{shlex.quote(port.ifname)}/speed", timeout=timeout_ms / 1000 + 30)
+        # head, not cat: busybox cat retries a failed sendfile with read, so a second PTYS would answer
+        res = m.run(f"head -n1 /sys/class/net/{shlex.quote(port.ifname)}/speed", timeout=timeout_ms / 1000 + 30)
         waited = time.monotonic() - t0
         if res.status == 0 and res.stdout.strip() not in ("", "-1"):
             raise PathError(f"the speed read succeeded ({res.stdout.strip()}) though its PTYS was "
@@ -323,10 +383,18 @@ class CommandTimeout(DriverPath):
         ports.wait_ports(m, [fn], what="after the command timeout")
 
 
+PORT_CHANGE = "0x9"  # the event type in the card's events_posted (mlx5_ifc.h: MLX5_EVENT_TYPE_PORT_CHANGE)
+# en_main.c: mlx5e_update_carrier queries the vport state when its work runs, not when the event came: a
+# link that is back up by then never loses carrier, on hardware as here; shorter flaps are checked by the
+# events the card posted
+CARRIER_LOSS_MS = 1000
+
+
 @dataclass(frozen=True)
 class FlapArgs:
     fn: str = fn_arg("both", "the function(s) whose cable is pulled")
-    down_ms: int = arg(500, "how long the link stays down", minimum=0)
+    down_ms: int = arg(1500, f"how long the link stays down (from {CARRIER_LOSS_MS} ms on, the carrier must "
+                             "drop; shorter flaps may pass unseen by the driver, as on hardware)", minimum=0)
 
 
 @register_path
@@ -345,11 +413,20 @@ class LinkFlap(DriverPath):
     def perform(self, m: Machine, args: FlapArgs) -> None:
         fns = select_functions(args.fn, "forward", ports.functions(m))
         function = None if args.fn == "both" else fns[0]
+
+        def events() -> dict[int, int]:
+            return {i: int(s["events_posted"].get(PORT_CHANGE, 0)) for i, s in enumerate(_status(m))}
+
         before = {fn: count_lines(m, "Link down", ports.bdf(m, fn)) for fn in fns}
+        events_before = events()
         _control(m, "flap_link", function=function, down_ms=args.down_ms)
-        ports.wait_until(lambda: [f"{ports.bdf(m, fn)}: no Link down yet" for fn in fns
-                                  if count_lines(m, "Link down", ports.bdf(m, fn)) <= before[fn]],
-                         15, "the carrier loss")
+        ports.wait_until(lambda: [f"function {fn}: {n - events_before[fn]} of 2 port change events posted"
+                                  for fn, n in events().items() if fn in fns and n < events_before[fn] + 2],
+                         15 + args.down_ms / 1000, "the port change events")
+        if args.down_ms >= CARRIER_LOSS_MS:
+            ports.wait_until(lambda: [f"{ports.bdf(m, fn)}: no Link down yet" for fn in fns
+                                      if count_lines(m, "Link down", ports.bdf(m, fn)) <= before[fn]],
+                             15, "the carrier loss")
         ports.wait_ports(m, fns, timeout=30, what="after the link came back")
 
 

@@ -215,14 +215,37 @@ class DevlinkReload(DriverPath):
     Args: ClassVar[type[ReloadArgs]] = ReloadArgs
     variants: ClassVar[tuple[dict[str, str], ...]] = ({"fn": "0"}, {"fn": "both"})
 
+    @classmethod
+    def expected_dmesg_for(cls, args: ReloadArgs) -> tuple[str, ...]:
+        # fw_activate with a reset is a sync reset the driver asks for (devlink.c:
+        # mlx5_devlink_reload_fw_activate -> fw_reset.c: mlx5_fw_reset_set_reset_sync): the same lines
+        from .device import SYNC_RESET_DMESG  # imported late: device.py's paths are listed after these
+        return SYNC_RESET_DMESG if cls._resets_card(args) else cls.expected_dmesg
+
+    @classmethod
+    def expected_trace_for(cls, args: ReloadArgs) -> tuple[str, ...]:
+        from .device import RECOVERY_TRACE
+        return RECOVERY_TRACE if cls._resets_card(args) else cls.expected_trace
+
+    @staticmethod
+    def _resets_card(args: ReloadArgs) -> bool:
+        return args.action == "fw_activate" and args.limit != "no_reset"
+
     def perform(self, m: Machine, args: ReloadArgs) -> None:
+        from .device import RELOADED, count_lines, wait_lines
         n = ports.functions(m)
         fns = select_functions(args.fn, args.order, n)
         limit = f" limit {args.limit}" if args.limit else ""
         for _ in range(args.count):
             for fn in fns:
+                # a card reset reloads every other function too, on its own (fw_reset.c:
+                # mlx5_fw_reset_complete_reload), its netdev re-created admin-down
+                others = [o for o in range(n) if o != fn] if self._resets_card(args) else []
+                before = {ports.bdf(m, o): count_lines(m, RELOADED, ports.bdf(m, o)) for o in others}
                 ports.sh(m, f"devlink dev reload pci/{ports.bdf(m, fn)} action {args.action}{limit}")
-                ports.bring_up(m, [fn])
+                if others:
+                    wait_lines(m, RELOADED, list(before), before, 60, "the other functions' reload")
+                ports.bring_up(m, [fn, *others])
             ports.wait_ports(m, range(n), what="after devlink reload")
 
 

@@ -160,6 +160,16 @@ class DriverPath:
     # argument sets `mlx5lab bench paths` and the VM tests run by default (each a dict for ``run``)
     variants: ClassVar[tuple[dict[str, Any], ...]] = ({},)
 
+    @classmethod
+    def expected_dmesg_for(cls, args: Any) -> tuple[str, ...]:
+        """``expected_dmesg`` for one set of arguments (a path whose arguments change what the driver
+        reports on purpose overrides this)."""
+        return cls.expected_dmesg
+
+    @classmethod
+    def expected_trace_for(cls, args: Any) -> tuple[str, ...]:
+        return cls.expected_trace
+
     # -- arguments --------------------------------------------------------------------------------
     @classmethod
     def arg_infos(cls) -> list[ArgInfo]:

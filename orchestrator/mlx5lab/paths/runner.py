@@ -53,8 +53,8 @@ def run_path(m: Machine, name: str, /, **args: Any) -> PathResult:
     problems = [f"the path did not finish: {detail}"] if detail else []
     try:
         problems += health.check_healthy(m, expected_speeds(m), since=since, ends_bound=path.ends_bound,
-                                         guest=not path.ends_machine, expected_dmesg=path.expected_dmesg,
-                                         expected_trace=path.expected_trace)
+                                         guest=not path.ends_machine, expected_dmesg=path.expected_dmesg_for(parsed),
+                                         expected_trace=path.expected_trace_for(parsed))
     except Exception as exc:  # noqa: BLE001 - e.g. SSH gone: that is a finding too
         problems.append(f"the health check could not finish: {type(exc).__name__}: {exc}")
     return PathResult(name=name, args=path.arg_dict(parsed), duration_s=round(duration, 3),

@@ -286,6 +286,7 @@ class Mlx5Function:
                 "state": phase,
                 "mode": "events" if st.cmd_eq() is not None else "polling",
                 "nic_interface": self.iseg.nic_interface,
+                "health_counter_reads": self.iseg.health_counter_reads,
                 "cmdq_addr": self.iseg.cmdq_addr,
                 "issi": hca.issi,
                 "driver_version": hca.driver_version,

@@ -56,6 +56,9 @@ class InitSegment:
         self._on_doorbell = on_doorbell
         self._on_nic_interface = on_nic_interface or (lambda value: None)
         self._lock = threading.Lock()
+        # how often the driver read the health counter (health.c: poll_health, once per poll): a scenario
+        # that freezes the counter twice must let the driver see it move in between
+        self.health_counter_reads = 0
         self.reset()
 
     @property
@@ -98,6 +101,7 @@ class InitSegment:
                 | LOG_CMDQ_STRIDE
             )
         if off == OFF_HEALTH_COUNTER:
+            self.health_counter_reads += 1
             return fw.read_health_counter()
         if off == OFF_INITIALIZING:
             return (INITIALIZING if fw.resetting else 0) | (FW_RESET_SUPPORTED if fw.fw_reset_supported else 0)

@@ -7,9 +7,16 @@ from ..consts import Reg
 from ..ifc.regs import DTOR
 from . import RegCtx, register
 
-# driver defaults (lib/tout.c tout_def_sw_val), in ms
+# driver defaults (lib/tout.c tout_def_sw_val), in ms, but for pcie_toggle_to: fw_reset.c:
+# mlx5_pci_link_toggle polls the bridge's LNKSTA for Data Link Layer Link Active until pcie_toggle_to
+# runs out, and QEMU's pcie-root-port never reports DLLLA for a cold-plugged device (hw/pci/pcie.c sets
+# it only in its hot-plug callback), so every link toggle of a sync reset waits the whole timeout, one
+# function after the other (pci_cfg_access_lock of the whole bus). Against the initiator's budget of
+# pci_sync_update_to + tear_down_to (8 s; devlink.c: mlx5_devlink_reload_fw_activate ->
+# fw_reset.c: mlx5_fw_reset_wait_reset_done) two functions' 2 s toggles under TCG do not fit; the
+# emulated link is back at once, so the card advertises 500 ms.
 DEFAULTS_MS = {
-    "pcie_toggle_to": 2000,
+    "pcie_toggle_to": 500,
     "health_poll_to": 2000,
     "full_crdump_to": 60000,
     "fw_reset_to": 60000,
