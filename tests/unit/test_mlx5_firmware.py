@@ -119,6 +119,24 @@ def test_frozen_health_counter_is_not_fatal() -> None:
         dev.close()
 
 
+def test_health_counter_reads_are_counted_per_function(card) -> None:  # noqa: ANN001
+    """What a path waits for between two freezes: each function's own polls of the counter."""
+    _fw, [(dev0, drv0), (dev1, _drv1)] = card
+    before0, before1 = dev0.status()["health_counter_reads"], dev1.status()["health_counter_reads"]
+    drv0.rd32(0x1010)
+    drv0.rd32(0x1010)
+    assert dev0.status()["health_counter_reads"] == before0 + 2
+    assert dev1.status()["health_counter_reads"] == before1
+
+
+def test_dtor_advertises_a_short_pci_toggle_timeout() -> None:
+    """fw_reset.c: mlx5_pci_link_toggle waits the whole pcie_toggle_to behind QEMU's root port; the card
+    advertises 500 ms (milliseconds unit, lib/tout.c: tout_convert_reg_field_to_ms)."""
+    from mlx5dev.mlx5.registers.timeouts import DEFAULTS_MS, encode_timeout
+    assert DEFAULTS_MS["pcie_toggle_to"] == 500
+    assert encode_timeout(500) == 500  # unit 0 (ms), value 500
+
+
 def test_held_completion_arrives_when_released() -> None:
     dev, _m, _i, drv = make_device()
     try:
