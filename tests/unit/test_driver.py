@@ -227,3 +227,36 @@ def test_a_split_kernel_given_by_path_needs_its_parts(tmp_path: Path) -> None:
     subprocess.run(["dpkg-deb", "-b", pkg, deb], check=True, capture_output=True)
     with pytest.raises(ImageError, match="needs linux-binary-7.2.13\\+deb14-amd64, linux-modules-7.2.13"):
         debpkg.resolve_kernel(str(deb), lambda _m: None)
+
+
+class _FakeTree:
+    """What initramfs.select_modules asks of a kernel's module tree, for a kernel with ``have``."""
+
+    def __init__(self, root: Path, have: set[str]) -> None:
+        self.release, self.moddir, self.have = "5.10.0-46-amd64", root, have
+
+    def exists(self, name: str) -> bool:
+        return name.replace("-", "_") in self.have
+
+    def depends_with_softdeps(self, name: str) -> list[str]:
+        return []
+
+    def is_builtin(self, name: str) -> bool:
+        return False
+
+    def path(self, name: str) -> Path:
+        return self.moddir / f"{name}.ko"
+
+
+GUEST_MODULES = {"virtio_pci", "virtio_net", "qemu_fw_cfg", "mlx5_core", "bonding", "8021q"}
+
+
+def test_modules_a_kernel_lacks_are_replaced_or_named(tmp_path: Path) -> None:
+    from mlx5image.initramfs import select_modules
+
+    old = select_modules(_FakeTree(tmp_path, GUEST_MODULES | {"pvpanic"}))  # 5.10: one pvpanic module
+    assert "pvpanic" in old.boot and "pvpanic-pci" not in old.order
+    new = select_modules(_FakeTree(tmp_path, GUEST_MODULES | {"pvpanic_mmio", "pvpanic_pci"}))
+    assert new.boot == ["virtio_pci", "virtio_net", "pvpanic-mmio", "pvpanic-pci", "qemu_fw_cfg"]
+    with pytest.raises(ImageError, match="has no module pvpanic-mmio or pvpanic, bonding \\(neither"):
+        select_modules(_FakeTree(tmp_path, GUEST_MODULES - {"bonding"}))

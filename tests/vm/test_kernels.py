@@ -5,7 +5,8 @@ its suite), downloaded with apt, and built into an image from whatever layout it
 one package; trixie: merged /usr, compressed modules; sid: linux-image, linux-binary, linux-modules and
 linux-base). One guest boot per kernel. The first build of each image is timed and printed (``-s`` shows
 it); the README lists the figures. Run with ``make test-kernels`` (not part of ``make test``: the first run
-downloads about 400 MB). ``$MLX5LAB_TEST_KERNELS`` (comma-separated releases) replaces the list.
+downloads about 350 MB; 2 min 41 s from an empty cache, 92 s cached). ``$MLX5LAB_TEST_KERNELS``
+(comma-separated releases) replaces the list.
 """
 
 from __future__ import annotations
