@@ -185,15 +185,6 @@ class _Apt:
                 raise ImageError(f"apt does not know {META_PACKAGE}; add a Debian bookworm 'main' source to "
                                  "/etc/apt/sources.list, run apt-get update, or pass --kernel.")
 
-    def show(self, package: str) -> dict[str, str]:
-        while True:
-            fields = parse_stanza(self._query(["apt-cache", "show", "--no-all-versions", package]))
-            if fields.get("Version"):
-                return fields
-            if not self._update_once(package):
-                raise ImageError(f"apt knows no package {package}; check the kernel release with "
-                                 "'apt-cache search linux-image' or pass a path to a linux-image .deb.")
-
 
 def _looks_like_path(spec: str) -> bool:
     return spec.endswith(".deb") or "/" in spec or os.path.exists(spec)
