@@ -260,3 +260,25 @@ def test_modules_a_kernel_lacks_are_replaced_or_named(tmp_path: Path) -> None:
     assert new.boot == ["virtio_pci", "virtio_net", "pvpanic-mmio", "pvpanic-pci", "qemu_fw_cfg"]
     with pytest.raises(ImageError, match="has no module pvpanic-mmio or pvpanic, bonding \\(neither"):
         select_modules(_FakeTree(tmp_path, GUEST_MODULES - {"bonding"}))
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["race", "--variant", "vulnerable"], "vulnerable+patch:{p}"),
+    (["fuzz", "--workdir", "w", "--programs", "1"], "stock+patch:{p}"),
+    (["image", "--variant", "stock", "--variant", "vulnerable"], ["stock+patch:{p}", "vulnerable+patch:{p}"]),
+    (["image"], ["stock+patch:{p}"]),
+])
+def test_patch_options_fold_into_the_variant(cache: Path, tmp_path: Path, argv: list[str],
+                                             expected: str | list[str]) -> None:
+    from mlx5lab.cli import build_parser, common
+
+    patch = tmp_path / "fix.patch"
+    patch.write_text(GOOD)
+    key = driver.store_patch(patch)
+    args = build_parser().parse_args([*argv, "--patch", str(patch)])
+    common.fold_driver_options(args)
+    want = [e.format(p=key) for e in expected] if isinstance(expected, list) else expected.format(p=key)
+    assert args.variant == want
+    plain = build_parser().parse_args(argv)
+    common.fold_driver_options(plain)
+    assert "+" not in str(plain.variant)
