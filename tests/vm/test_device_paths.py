@@ -33,6 +33,18 @@ def machine(image: GuestImage, tmp_path_factory: pytest.TempPathFactory) -> Iter
         yield m
 
 
+# First in the module: a dropped completion (cmd-timeout mode=drop, below) leaks its command slot, and the
+# next sync reset of that function spins in cmd.c: mlx5_cmd_flush (README, device paths). Intermittent even
+# so (one fast-teardown failure in five fresh-boot reloads), so neither a pass nor a strict expected
+# failure: `make test-soak` runs it.
+@pytest.mark.soak
+def test_fw_activate_reload(machine: Machine) -> None:
+    """devlink dev reload action fw_activate: the sync reset the driver requests through MFRL."""
+    for _ in range(RUNS):
+        r = run_path(machine, "devlink-reload", fn="0", action="fw_activate")
+        assert r.healthy, r.explain()
+
+
 @pytest.mark.parametrize("name", ["flr", "fw-fatal", "fw-dead", "sync-reset", "cmd-timeout", "link-flap",
                                   "speed-change", "health-counter-freeze"])
 def test_device_path_five_times(machine: Machine, name: str) -> None:
@@ -42,14 +54,3 @@ def test_device_path_five_times(machine: Machine, name: str) -> None:
         assert r.healthy, f"run {i + 1}/{RUNS} of {name}:\n{r.explain()}\n(run folder: {machine.workdir})"
     status = machine.card.control.status() if machine.card else []
     assert all(s["firmware"]["halted"] is False for s in status)
-
-
-# Intermittent, so neither a pass nor a strict expected failure: in about one run of five the initiating
-# function's devlink reload gives up (fw_reset.c: mlx5_fw_reset_wait_reset_done, "FW sync reset timeout
-# after 8 seconds") although its link toggle finished within 2 s of the NOW event; `make test-soak` runs it.
-@pytest.mark.soak
-def test_fw_activate_reload(machine: Machine) -> None:
-    """devlink dev reload action fw_activate: the sync reset the driver requests through MFRL."""
-    for _ in range(RUNS):
-        r = run_path(machine, "devlink-reload", fn="0", action="fw_activate")
-        assert r.healthy, r.explain()
