@@ -116,3 +116,47 @@ def test_every_path_and_device_event_compiles() -> None:
     assert c.script.splitlines()[1:] == ["op 0 bg 'mlx5lab-read speed -t 3 -d 1 -i $(ifnames 1)'", "pause 0.2",
                                          "op 2 fg 'for f in 0; do echo $(bdf $f) > "
                                          "/sys/bus/pci/drivers/mlx5_core/unbind; done'", "waitall"]
+
+
+def test_a_bugs_first_finding_is_triaged_into_the_store_and_the_reports(fuzzer_factory) -> None:  # noqa: ANN001
+    seeds = (SEED, SEED.replace("threads=4", "threads=2"))  # two findings of one bug
+    f = fuzzer_factory(programs=2, seed=3, seed_programs=seeds, minimize_tries=0)
+    f.loop()
+    (bug,) = f.store.bugs()
+    assert bug.count == 2
+    assert bug.triage is not None
+    assert bug.triage["title"] == "general protection fault in dma_pool_alloc"
+    assert bug.triage["signature"] == bug.signature  # triage and the store group the crash alike
+    assert bug.triage["verdict_source"] == "console" and bug.triage["verdict"]
+    assert bug.triage["vmcore_skipped"] == "no vmcore in this folder"
+    assert bug.triage["run"] == bug.runs[0]  # the first finding, once
+    crash = f.dir.crash(bug.signature)
+    assert json.loads(crash.triage_json.read_text())["title"] == bug.triage["title"]
+    assert "dma_pool_alloc" in crash.triage_md.read_text()
+    md = f.dir.report_md.read_text()
+    assert f"- triage (console): {bug.triage['verdict']}" in md
+    assert f"- triage title: general protection fault in dma_pool_alloc (signature `{bug.signature}`)" in md
+    assert "vmcore not read: no vmcore in this folder" in md
+    entry = json.loads(f.dir.summary.read_text())["bugs"][0]
+    assert entry["triage"]["verdict"] == bug.triage["verdict"]
+    assert "vmcore not read" in f.dir.report_html.read_text()
+
+
+def test_a_vmcore_verdict_is_the_bugs_verdict(fuzzer_factory, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    from mlx5lab.triage import background
+    from mlx5lab.triage.result import TriageResult
+
+    def fake_triage(folder: Path, *, vmcore: bool = True) -> TriageResult:
+        assert vmcore
+        return TriageResult(folder=folder, title="general protection fault in dma_pool_alloc",
+                            signature="s", verdict="use after free of the command pool (poisoned)",
+                            verdict_source="vmcore")
+
+    monkeypatch.setattr(background, "triage_iteration", fake_triage)
+    f = fuzzer_factory(programs=1, seed=3, seed_programs=(SEED,), minimize_tries=0)
+    f.loop()
+    (bug,) = f.store.bugs()
+    assert bug.triage is not None and bug.triage["verdict_source"] == "vmcore"
+    assert "- triage (vmcore): use after free of the command pool (poisoned)" in f.dir.report_md.read_text()
+    html = f.dir.report_html.read_text()
+    assert "<b>Triage</b> (vmcore): use after free of the command pool (poisoned)" in html

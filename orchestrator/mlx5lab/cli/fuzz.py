@@ -38,7 +38,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     cfg = FuzzConfig(workdir=args.workdir, seed=args.seed, programs=args.programs, duration_s=args.duration,
                      variant=args.variant, kernel=args.kernel, minimize_tries=args.minimize_tries,
                      repro_runs=args.repro_runs, card=card_settings(args) or None,
-                     seed_programs=tuple(_seed_texts(args.seed_program)))
+                     seed_programs=tuple(_seed_texts(args.seed_program)), triage_vmcore=not args.no_vmcore)
     fuzzer = Fuzzer(cfg, common.progress)
     common.progress(f"fuzzing in {fuzzer.dir.path} from program {fuzzer.index} (seed {args.seed}, variant "
                     f"{args.variant}, kernel {fuzzer.image.kernel_release}); reports: {fuzzer.dir.report_md}")
@@ -98,6 +98,8 @@ def add_parser(sub: Any) -> None:
     sp.add_argument("--repro-runs", type=int, default=5, help="runs that measure a reproducer's rate")
     sp.add_argument("--seed-program", type=Path, action="append", default=[], metavar="PROG",
                     help="a program to run first (repeatable), e.g. a known reproducer to check")
+    sp.add_argument("--no-vmcore", action="store_true",
+                    help="triage findings from the console only (no drgn reading of the vmcore)")
     _common(sp)
     sp.set_defaults(func=cmd_fuzz)
     fsub = sp.add_subparsers(dest="fuzz_command")

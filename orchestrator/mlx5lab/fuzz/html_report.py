@@ -77,8 +77,10 @@ def _bug_section(data: ReportData, bug: Bug) -> str:
     if program is None:
         program, label = data.first_program(bug), "First program that hit it"
     triage = data.triage(bug)
-    verdict = (f"<p><b>Triage</b> ({escape(triage.verdict_source)}): {escape(triage.verdict)}</p>"
+    verdict = (f'<p class="triage"><b>Triage</b> ({escape(triage.verdict_source)}): {escape(triage.verdict)}</p>'
                if triage is not None and triage.verdict else '<p class="muted">No triage yet.</p>')
+    if triage is not None and triage.vmcore_skipped:
+        verdict += f'<p class="muted">vmcore not read: {escape(triage.vmcore_skipped)}</p>'
     prog = f"<h4>{label}</h4><pre>{escape(program)}</pre>" if program is not None else ""
     return (f'<section class="bug{" new" if new else ""}" id="{escape(bug_anchor(bug))}" '
             f'data-signature="{escape(bug.signature)}" data-new="{str(new).lower()}">'

@@ -3,7 +3,8 @@
 Each step draws its program from ``Random(f"{seed}:{index}")``: generated from nothing, or a mutation of a
 corpus program. The run is one iteration of the ``fuzz-program`` scenario in ``runs/`` of the work folder;
 its device traces and console give coverage (:mod:`.coverage`), a program that added some joins the
-corpus, and a finding goes to the crash store, where a new bug gets its reproducer minimised. Every
+corpus, and a finding goes to the crash store, where a new bug gets its reproducer minimised and its first
+finding is triaged (in one background thread, as a campaign's crashes are: :mod:`mlx5lab.triage`). Every
 finished program is a journal line (fsync'ed), so a kill loses nothing finished and the next run goes on
 from the journal's next index; an interrupted run folder is set aside, never counted.
 """
@@ -23,6 +24,8 @@ from ..campaign.outcome import IterationResult, Outcome
 from ..campaign.scenario import IterationPlan
 from ..rundir import RunDir
 from ..scenarios.fuzz_program import FuzzParams, FuzzProgram
+from ..triage.background import BackgroundTriage
+from ..triage.result import TriageResult
 from .coverage import Coverage, run_keys
 from .generate import generate
 from .minimize import minimize
@@ -48,6 +51,7 @@ class FuzzConfig:
     repro_runs: int = 5  # runs that measure the minimised reproducer's rate
     card: dict | None = None
     seed_programs: tuple[str, ...] = ()  # texts run first (once each, by journal index), as syzkaller's seeds
+    triage_vmcore: bool = True  # read a finding's vmcore with drgn (needs the kernel's debug info)
 
 
 class Fuzzer:
@@ -64,6 +68,8 @@ class Fuzzer:
         self.image = self._image()
         self.done = self.crashes = self.infra = 0
         self.new_bugs: list[str] = []
+        self._triage: BackgroundTriage | None = None
+        self._triaging: dict[Path, str] = {}  # run folder -> the signature it is triaged for
 
     def _image(self):  # noqa: ANN202 - a GuestImage; a method so tests can run without one
         return ensure_variant(ensure_image(self.cfg.kernel, progress=self.progress), self.cfg.variant,
@@ -122,6 +128,8 @@ class Fuzzer:
         if finding is None:
             return
         bug, is_new = self.store.record(finding)
+        if bug.triage is None and bug.signature not in self._triaging.values():
+            self.submit_triage(run.path, bug.signature)
         if not is_new:
             return
         self.new_bugs.append(bug.signature)
@@ -147,6 +155,31 @@ class Fuzzer:
         else:
             self.progress(f"{signature}: {res.message}")
 
+    # -- triage --------------------------------------------------------------------------------------
+    def submit_triage(self, run: Path, signature: str) -> None:
+        """Triage ``run`` in the background; its result becomes the triage of bug ``signature``."""
+        if self._triage is None:
+            self._triage = BackgroundTriage(self._triaged, vmcore=self.cfg.triage_vmcore)
+        self._triaging[Path(run)] = signature
+        self._triage.submit(Path(run))
+
+    def _triaged(self, folder: Path, result: TriageResult) -> None:
+        signature = self._triaging.get(Path(folder))
+        if signature is None:
+            return
+        self.store.set_triage(signature, result)
+        self.progress(f"triage of {signature} ({result.verdict_source}): {result.verdict[:200] or '-'}")
+
+    def finish_triage(self) -> None:
+        """Wait for the triage of every finding submitted (before the reports, which show it)."""
+        if self._triage is None:
+            return
+        waiting = [s for s in self._triaging.values() if (b := self.store.get(s)) is not None and b.triage is None]
+        if waiting:
+            self.progress(f"waiting for the triage of {len(waiting)} bug(s)")
+        self._triage.close()
+        self._triage = None
+
     # -- the loop --------------------------------------------------------------------------------------
     def finished(self) -> bool:
         if self.cfg.programs is not None and self.done >= self.cfg.programs:
@@ -163,6 +196,7 @@ class Fuzzer:
                               f"{self.coverage.size} (+{e.new_coverage})  corpus {len(self.corpus)}  bugs "
                               f"{len(self.store.bugs())}  {rate:.0f} programs/h")
         finally:
+            self.finish_triage()
             Nights(self.dir).append(Night(start=self.start, end=time.time(), seed=self.cfg.seed,
                                           programs=self.done, new_bugs=self.new_bugs))
             summary = write_reports(self.dir, night_start=self.start)

@@ -76,9 +76,10 @@ class ReportData:
         return [RunDir(self.dir.run_path(r)) for r in bug.runs]
 
     def triage(self, bug: Bug) -> TriageResult | None:
-        """The triage of the first of the bug's run folders that has a triage.json."""
-        for rd in self.run_dirs(bug):
-            data = read_json(rd.triage_json)
+        """The bug's triage (its crash folder's triage.json), else that of the first of its run folders
+        that has one."""
+        for path in (bug.dir.triage_json, *(rd.triage_json for rd in self.run_dirs(bug))):
+            data = read_json(path)
             if data:
                 return TriageResult.from_json(data)
         return None
@@ -156,7 +157,14 @@ def bug_entry(data: ReportData, bug: Bug) -> dict[str, Any]:
     return {"signature": bug.signature, "title": bug.title, "kind": bug.kind, "count": bug.count,
             "first_seen": bug.first_seen, "last_seen": bug.last_seen, "new": bug.signature in data.new,
             "programs": len(bug.programs), "repro": bug.repro.to_json() if bug.repro else None,
-            "folder": data.dir.relative(bug.folder)}
+            "triage": _triage_entry(data.triage(bug)), "folder": data.dir.relative(bug.folder)}
+
+
+def _triage_entry(t: TriageResult | None) -> dict[str, Any] | None:
+    if t is None:
+        return None
+    return {"title": t.title, "signature": t.signature, "kind": t.kind, "verdict": t.verdict,
+            "verdict_source": t.verdict_source, "vmcore_skipped": t.vmcore_skipped}
 
 
 def summary(data: ReportData) -> dict[str, Any]:
@@ -204,8 +212,14 @@ def _bug_markdown(data: ReportData, bug: Bug) -> list[str]:
              f"first {iso(bug.first_seen)}, last {iso(bug.last_seen)}",
              f"- {_repro_line(bug)}"]
     triage = data.triage(bug)
-    if triage is not None and triage.verdict:
-        lines.append(f"- triage ({triage.verdict_source}): {triage.verdict}")
+    if triage is None:
+        lines.append("- triage: not yet")
+    else:
+        if triage.verdict:
+            lines.append(f"- triage ({triage.verdict_source}): {triage.verdict}")
+        lines.append(f"- triage title: {triage.title or '-'} (signature `{triage.signature or '-'}`)")
+        if triage.vmcore_skipped:
+            lines.append(f"- vmcore not read: {triage.vmcore_skipped}")
     lines.append(f"- evidence: `{data.dir.relative(bug.folder)}/`")
     program = data.reproducer(bug)
     label = "Reproducer"

@@ -9,6 +9,10 @@ rewrites it), and a half-copied file only ever exists under a temporary name (re
 ``meta.json`` lists the run folder of every finding, so recording the same finding again (a retry after a
 kill that came after the commit) counts it once.
 
+**Triage.** A bug's first finding is triaged as a campaign's crashes are (:mod:`mlx5lab.triage`: title,
+signature, and, when its vmcore and the kernel's debug info are there, drgn's verdict); the result is kept
+in the bug's folder (``triage.json``, ``triage.md``) and summed up in ``meta.json``'s ``triage``.
+
 **Bounded logs: the first finding plus a rotation of the latest.** A bug keeps at most ``max_logs``
 console logs and oops texts: ``log-0`` of its first finding stays for good (it goes with the kept vmcore and
 with the first run folder, whose trace and triage the reports show), and the other slots hold the most
@@ -41,10 +45,15 @@ from typing import Any, TypeVar
 from ..campaign.outcome import IterationResult, Outcome
 from ..crash import crash_report
 from ..rundir import RunDir, atomic_write, atomic_write_json, read_json, read_text
+from ..triage.markdown import render_markdown
+from ..triage.result import TriageResult
 from .workdir import CrashDir, FuzzDir, program_hash
 
 #: How many console logs (and oops texts) a bug keeps: its first finding and the latest ones.
 MAX_LOGS = 5
+
+#: What meta.json keeps of a bug's triage (triage.json has it all), plus the triaged run folder.
+TRIAGE_KEYS = ("title", "kind", "signature", "verdict", "verdict_source", "vmcore_skipped")
 
 #: Version of a crash folder's meta.json.
 BUG_SCHEMA = 1
@@ -131,6 +140,7 @@ class Bug:
     logs: list[int] = field(default_factory=list)  # ordinals N of the kept log-N.console / oops-N.txt
     vmcore_run: str | None = None  # the run whose vmcore is kept as vmcore.kdump
     repro: Repro | None = None
+    triage: dict[str, Any] | None = None  # the triage of its first finding (CrashStore.set_triage)
     new: bool = False  # first seen in the night that last recorded it (reports use CrashStore.new_since)
     schema: int = BUG_SCHEMA
     folder: Path = field(default=Path("."), compare=False)  # not in meta.json
@@ -297,6 +307,22 @@ class CrashStore:
             atomic_write(crash.repro, program_text)
             lo, hi = ci
             bug.repro = Repro(program_hash(program_text), float(rate), (float(lo), float(hi)), int(tries))
+            atomic_write_json(crash.meta, bug.to_json())
+            return bug
+
+    def set_triage(self, signature: str, triage: TriageResult) -> Bug:
+        """Keep ``triage`` (of one of the bug's findings) as the bug's: triage.json and triage.md in its
+        folder, and the verdict in meta.json (:data:`TRIAGE_KEYS`)."""
+        with self._lock:
+            crash = self.dir.crash(signature)
+            bug = self._load(crash)
+            if bug is None:
+                raise KeyError(f"no bug with signature {signature!r} in {self.dir.crashes_dir}")
+            data = triage.to_json()
+            atomic_write_json(crash.triage_json, data)
+            atomic_write(crash.triage_md, render_markdown(data))
+            bug.triage = {k: data.get(k) for k in TRIAGE_KEYS}
+            bug.triage["run"] = self.dir.relative(triage.folder)
             atomic_write_json(crash.meta, bug.to_json())
             return bug
 

@@ -23,6 +23,8 @@ A crash folder (:class:`CrashDir`)::
     vmcore.kdump               the first vmcore seen for the bug (later findings' vmcores are not kept)
     prog-<hash>.prog           every program that hit the bug
     repro.prog                 the reproducer, once one is known
+    triage.json, triage.md     the triage of the bug's first finding (:mod:`mlx5lab.triage`: title,
+                               signature, and the vmcore verdict when its vmcore could be read)
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ class CrashDir:
     title = _File("title")
     vmcore = _File("vmcore.kdump")
     repro = _File("repro.prog")
+    triage_json = _File("triage.json")
+    triage_md = _File("triage.md")
     LOG_GLOB = "log-*.console"
     OOPS_GLOB = "oops-*.txt"
     TEMP_GLOB = ".*.tmp"  # what a writer killed mid-write leaves (rundir.atomic_write's temporary names)
