@@ -22,7 +22,7 @@ sleep 0.3
 device flap_link fn=1 down_ms=200
 path unbind-bind fn=1
 device fault fn=0 opcode=ACCESS_REG register=PTYS delay_ms=50 count=2
-path link-flap fn=0
+path link-flap fn=0 down_ms=500
 wait
 """
 NOISY_SEED = """read speed threads=4 duration=5 &
