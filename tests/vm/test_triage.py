@@ -43,7 +43,7 @@ def test_positive_control_crashes_share_a_signature_and_name_the_race(vulnerable
         report = json.loads((folder / "triage.json").read_text())
         verdict = report["verdict"]
         assert verdict.startswith("use-after-free"), verdict
-        assert "mlx5-reader" in verdict and "eth" in verdict and "0000:01:00." in verdict
+        assert "mlx5lab-read" in verdict and "eth" in verdict and "0000:01:00." in verdict
         assert "poisoned" in verdict or "freed" in verdict
         assert "shutting down 0000:01:00." in verdict
         assert (folder / "triage.md").is_file()

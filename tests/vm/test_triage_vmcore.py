@@ -67,7 +67,7 @@ def test_positive_control(vulnerable_sample: Path, sample_copy: Copy) -> None:
     reboot = next(t for t in vm["teardown_tasks"] if t["comm"] == "reboot")
     assert reboot["why"] == "reboot" and reboot["target"]["bdf"] in ("0000:01:00.0", "0000:01:00.1")
     v = r.verdict
-    assert v.startswith(f"use-after-free: `mlx5-reader` (pid {vm['crashed_task']['pid']}) read "
+    assert v.startswith(f"use-after-free: `mlx5lab-read` (pid {vm['crashed_task']['pid']}) read "
                         f"`{reader['ifname']}` ({reader['function']})")
     assert "poisoned to 0xdead000000006b00" in v and f"`reboot` (pid {reboot['pid']}) was shutting down" in v
 
