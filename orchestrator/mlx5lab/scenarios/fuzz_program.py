@@ -67,9 +67,9 @@ def wedged(m: Machine, speeds: list[int]) -> str:
             raise
         try:
             m.shell.connect(time.monotonic() + 20)
-        except TimeoutError as exc:
-            return f"the guest stopped answering after the program: {exc}"
-        return _wedge_check(m, speeds, script)
+            return _wedge_check(m, speeds, script)
+        except (TimeoutError, EOFError, ConnectionError) as exc:
+            return f"the guest stopped answering after the program: {type(exc).__name__}: {exc}"
 
 
 def _wedge_check(m: Machine, speeds: list[int], script: str) -> str:
