@@ -27,6 +27,10 @@ class GuestShell:
         self.port = port
         self.key = paramiko.Ed25519Key.from_private_key_file(str(key_path))
         self.client: paramiko.SSHClient | None = None
+        # Channels of started commands. paramiko's transport holds its channels only weakly and a Channel
+        # closes itself when collected, so an unreferenced one is closed whenever the garbage collector
+        # runs: seen to close the *next* command's channel (same local id) with "Channel closed".
+        self._started: list[paramiko.Channel] = []
 
     def connect(self, deadline: float) -> None:
         """Connect, retrying until ``deadline`` (time.monotonic()).
@@ -93,10 +97,13 @@ class GuestShell:
         transport = self.client.get_transport()
         if transport is None:
             raise ConnectionError("SSH session is closed")
+        self._started = [c for c in self._started if not c.closed]
         chan = transport.open_session(timeout=10)
         chan.exec_command(command)
+        self._started.append(chan)
 
     def close(self) -> None:
+        self._started = []
         if self.client is not None:
             self.client.close()
             self.client = None
