@@ -161,3 +161,18 @@ def test_splice_uses_the_corpus() -> None:
 def test_program_hash_of_generated_programs_is_their_text() -> None:
     hashes = {program_hash(generate(random.Random(seed))) for seed in range(100)}
     assert len(hashes) == len({format(generate(random.Random(seed))) for seed in range(100)})
+
+
+def test_about_half_the_programs_race_background_work_against_a_teardown() -> None:
+    from mlx5lab.fuzz.ops import teardown_paths
+
+    def race_shaped(p: Program) -> bool:
+        teardown = [i for i, o in enumerate(p.ops) if o.kind == "path" and o.name in teardown_paths()
+                    and not o.background]
+        return bool(teardown) and any(o.background for o in p.ops[:teardown[0]])
+
+    programs = [generate(random.Random(seed)) for seed in range(400)]
+    shaped = sum(race_shaped(p) for p in programs)
+    assert 0.4 * len(programs) <= shaped <= 0.75 * len(programs)  # the shaped half, plus free ones by chance
+    names = Counter(o.name for p in programs if race_shaped(p) for o in p.ops if o.kind == "path")
+    assert len(set(names) & set(teardown_paths())) >= 10  # every kind of teardown, not one favourite

@@ -1,10 +1,11 @@
-"""``mlx5lab bench boot|device|race|paths``: benchmarks that print their figures."""
+"""``mlx5lab bench boot|device|race|paths|fuzz``: benchmarks that print their figures."""
 
 from __future__ import annotations
 
 import argparse
 import statistics
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from mlx5image.variants import VARIANTS
 
 from . import common
 from .cardopts import add_card, card_settings
+from .fuzz import parse_duration
 
 
 def cmd_bench_boot(args: argparse.Namespace) -> int:
@@ -72,6 +74,52 @@ def cmd_bench_paths(args: argparse.Namespace) -> int:
     return 0 if all(f.healthy == len(f.durations) for f in figures) else 1
 
 
+def cmd_bench_fuzz(args: argparse.Namespace) -> int:
+    """The fuzzer's figures (mlx5lab.fuzz.bench): find on the positive control per seed, a stock run, and a
+    race campaign's rate, in one run; every work folder is kept under ``--out``."""
+    from mlx5image.variants import ensure_variant
+
+    from ..bench import bench_race
+    from ..fuzz import bench as fb
+
+    out = args.out or Path(tempfile.mkdtemp(prefix="mlx5lab-bench-fuzz-"))
+    out.mkdir(parents=True, exist_ok=True)
+    common.progress(f"fuzz benchmark in {out}: {args.seeds} seed(s) on the positive control (limit "
+                    f"{args.find_limit / 60:.0f} min each), {args.stock_duration / 60:.0f} min on stock, "
+                    f"{args.race_runs} race iterations")
+    lines: list[str] = []
+    if args.seeds:
+        figs = []
+        for seed in range(1, args.seeds + 1):
+            fig = fb.find_seed(out / f"find-seed-{seed}", seed, limit_s=args.find_limit,
+                               variant=common.driver_variant(args, "vulnerable"),
+                               kernel=args.kernel, progress=common.progress, minimize_tries=args.minimize_tries,
+                               repro_runs=args.repro_runs)
+            figs.append(fig)
+            print(fig.line(), flush=True)
+            for b in fig.bugs:
+                print(b.line(), flush=True)
+        lines += fb.find_lines(figs, args.find_limit)
+    stock: fb.StockFigure | None = None
+    if args.stock_duration:
+        stock = fb.stock_run(out / "stock", duration_s=args.stock_duration, seed=args.stock_seed, kernel=args.kernel,
+                             variant=common.driver_variant(args, "stock"), progress=common.progress,
+                             minimize_tries=args.minimize_tries, repro_runs=args.repro_runs)
+        lines += fb.stock_lines(stock)
+    if args.race_runs:
+        img = ensure_variant(common.image(args), common.driver_variant(args, "stock"), progress=common.progress)
+        t0 = time.monotonic()
+        spread, counts = bench_race(img, args.race_runs, out / "race")
+        race_h = args.race_runs / (time.monotonic() - t0) * 3600
+        lines.append(f"race campaign (stock): {race_h:.0f} iterations per hour wall, outcomes {counts}")
+        lines.append("  " + spread.line("race iteration, boot to verdict"))
+        if stock is not None:
+            lines.append(f"fuzz programs per hour (stock run) {stock.per_hour:.0f} = {stock.per_hour / race_h:.2f} x "
+                         "the race campaign's iterations per hour, same machine, same run")
+    print("\n".join(["", "== mlx5lab bench fuzz ==", *lines, f"work folders: {out}"]), flush=True)
+    return 0
+
+
 def add_parser(sub: Any) -> None:
     bp = sub.add_parser("bench", help="benchmarks that print their figures")
     bsub = bp.add_subparsers(dest="bench", required=True)
@@ -97,3 +145,18 @@ def add_parser(sub: Any) -> None:
     add_card(sp)
     common.add_path_specs(sp)
     sp.set_defaults(func=cmd_bench_paths)
+    sp = bsub.add_parser("fuzz", help="the fuzzer: programs and minutes to the seed case's bug on the positive "
+                                      "control per seed, a stock run's infrastructure share and findings, and "
+                                      "programs per hour next to race iterations per hour")
+    common.add_kernel(sp)
+    sp.add_argument("--seeds", type=int, default=5, help="seeds 1..N on the positive control (0: skip)")
+    sp.add_argument("--find-limit", type=parse_duration, default=parse_duration("30m"),
+                    help="give up on a seed after this long (default 30m)")
+    sp.add_argument("--stock-duration", type=parse_duration, default=parse_duration("1h"),
+                    help="the stock driver's run (default 1h; 0: skip)")
+    sp.add_argument("--stock-seed", type=int, default=1)
+    sp.add_argument("--race-runs", type=int, default=20, help="race campaign iterations to compare with (0: skip)")
+    sp.add_argument("--minimize-tries", type=int, default=24, help="as for mlx5lab fuzz")
+    sp.add_argument("--repro-runs", type=int, default=10, help="runs that measure a reproducer's rate")
+    sp.add_argument("--out", type=Path, help="folder for every work folder (default: a new temporary one, kept)")
+    sp.set_defaults(func=cmd_bench_fuzz)

@@ -186,7 +186,9 @@ class Fuzzer:
             return True
         return self.cfg.duration_s is not None and time.time() - self.start >= self.cfg.duration_s
 
-    def loop(self) -> int:
+    def loop(self, until: Callable[[Execution], bool] | None = None) -> int:
+        """Run programs until the configured count or duration, or until ``until`` holds for one (a
+        benchmark's stop: the first finding of a bug); then finish triage and write the reports."""
         t0 = time.monotonic()
         try:
             while not self.finished():
@@ -195,6 +197,8 @@ class Fuzzer:
                 self.progress(f"[{self.done}] {e.outcome.value:<6} {e.title[:60] or '-':<60} coverage "
                               f"{self.coverage.size} (+{e.new_coverage})  corpus {len(self.corpus)}  bugs "
                               f"{len(self.store.bugs())}  {rate:.0f} programs/h")
+                if until is not None and until(e):
+                    break
         finally:
             self.finish_triage()
             Nights(self.dir).append(Night(start=self.start, end=time.time(), seed=self.cfg.seed,

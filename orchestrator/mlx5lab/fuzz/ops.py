@@ -273,6 +273,12 @@ READ_KINDS: dict[str, str] = {
     "vlan-speed": "read /sys/class/net/VLAN/speed (__ethtool_get_link_ksettings of the real device)",
 }
 
+# Readers whose driver call queries the PTYS register: net-sysfs.c speed_show / duplex_show and ethtool's
+# LINKMODES (net/ethtool/linkmodes.c) -> __ethtool_get_link_ksettings -> en_ethtool.c: mlx5e_get_link_ksettings;
+# bonding's miimon (bond_main.c: bond_update_speed_duplex) and 802.1Q (vlan_dev.c:
+# vlan_ethtool_get_link_ksettings) pass the same call down to the mlx5 port.
+PTYS_READERS = frozenset({"speed", "duplex", "ethtool-netlink", "ethtool-netlink-dump", "bond-speed", "vlan-speed"})
+
 READ_DOMAINS = (
     integer("threads", 1, 16, 2, (1, 2, 4, 8, 16), "reader threads (mlx5lab-read -t)"),
     real("duration", 0.1, 30.0, 2.0, (0.1, 0.5, 1, 2, 5), "seconds the readers run (mlx5lab-read -d)"),
@@ -462,6 +468,20 @@ def path_specs() -> tuple[OpSpec, ...]:
         specs.append(OpSpec("path", name, tuple(path_domain(name, i) for i in p.arg_infos()), p.side,
                             getattr(p, "summary", ""), check=_check_path(name)))
     return tuple(specs)
+
+
+# A path tears the function's command interface down when its call chain (the registry's kernel_functions)
+# goes through one of these main.c / fw.c functions.
+TEARDOWN_FUNCTIONS = ("mlx5_unload", "mlx5_try_fast_unload", "mlx5_function_teardown", "mlx5_cmd_fast_teardown_hca")
+
+
+@functools.cache
+def teardown_paths() -> tuple[str, ...]:
+    """Sorted names of the paths that tear down (and maybe re-create) a function's command interface."""
+    from ..paths.registry import get_path, path_names
+
+    return tuple(sorted(n for n in path_names()
+                        if any(f in chain for chain in get_path(n).kernel_functions for f in TEARDOWN_FUNCTIONS)))
 
 
 # -- the vocabulary -------------------------------------------------------------------------------

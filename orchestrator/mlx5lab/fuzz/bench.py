@@ -1,0 +1,198 @@
+"""``mlx5lab bench fuzz``: what the fuzzer finds and how fast, as printed figures.
+
+Three parts, each in its own work folders under one output folder (kept: the evidence of every figure):
+
+- *find*: on the positive control, from an empty corpus and no seed programs, one fuzz run per seed until
+  the first finding of the target bug (the seed case's dma_pool use-after-free) or a time limit; per seed the
+  programs and minutes until it (the finding's end, before its minimisation), and for every bug found its
+  minimised reproducer: active operations, whether it holds a teardown and a PTYS reader, reproducibility.
+- *stock*: a run of the stock driver for a set time; its infrastructure share and every finding with its
+  triage verdict.
+- *race*: a plain race campaign on the same machine in the same run, so that programs per hour and race
+  iterations per hour (both wall clock, set-up and teardown included) are compared under one load.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .manager import FuzzConfig, Fuzzer
+from .ops import PTYS_READERS, teardown_paths
+from .program import parse
+from .store import Bug
+
+Progress = Callable[[str], None]
+TARGET_TITLE = "dma_pool_alloc"  # the seed case: the reader's command allocation on the freed pool
+TARGET_MINUTES = 30.0
+TARGET_OPS = 3
+TARGET_RATE = 0.8
+TARGET_INFRA = 0.05
+
+
+def is_target(title: str) -> bool:
+    """A dma_pool use-after-free: a fault or KASAN report whose title names dma_pool_alloc."""
+    return TARGET_TITLE in title
+
+
+@dataclass
+class BugFigure:
+    """One bug a run found and what its minimised reproducer measured."""
+
+    title: str
+    signature: str
+    count: int
+    repro_ops: int | None = None  # active operations of repro.prog; None: no reproducer kept
+    teardown: bool = False  # repro.prog holds a path that tears a command interface down
+    ptys_reader: bool = False  # ... and a reader whose call queries PTYS
+    rate: float | None = None
+    ci: tuple[float, float] | None = None
+    tries: int = 0
+    triage: str = ""  # the triage verdict of its first finding
+
+    @classmethod
+    def of(cls, bug: Bug) -> BugFigure:
+        fig = cls(bug.title, bug.signature, bug.count,
+                  triage=str((bug.triage or {}).get("verdict", ""))[:300])
+        repro_file = bug.dir.repro
+        if bug.repro is not None and repro_file.is_file():
+            ops = parse(repro_file.read_text()).active_ops()
+            fig.repro_ops = len(ops)
+            fig.teardown = any(o.kind == "path" and o.name in teardown_paths() for o in ops)
+            fig.ptys_reader = any(o.kind == "read" and o.name in PTYS_READERS for o in ops)
+            fig.rate, fig.ci, fig.tries = bug.repro.rate, bug.repro.ci, bug.repro.tries
+        return fig
+
+    def line(self) -> str:
+        if self.repro_ops is None:
+            return f"    {self.title} [{self.signature}] x{self.count}: no reproducer kept"
+        assert self.rate is not None and self.ci is not None
+        return (f"    {self.title} [{self.signature}] x{self.count}: reproducer {self.repro_ops} ops "
+                f"(teardown {'yes' if self.teardown else 'no'}, PTYS reader {'yes' if self.ptys_reader else 'no'}), "
+                f"rate {self.rate:.2f} (95% CI {self.ci[0]:.2f}-{self.ci[1]:.2f}, {self.tries} runs)")
+
+
+@dataclass
+class SeedFigure:
+    """One seed's run on the positive control."""
+
+    seed: int
+    workdir: Path
+    programs_run: int = 0
+    infra: int = 0
+    wall_s: float = 0.0
+    found_after: int | None = None  # programs until the first target finding, that one included
+    found_minutes: float | None = None
+    bugs: list[BugFigure] = field(default_factory=list)
+
+    @property
+    def target(self) -> BugFigure | None:
+        return next((b for b in self.bugs if is_target(b.title)), None)
+
+    def line(self) -> str:
+        if self.found_after is None:
+            return (f"  seed {self.seed}: no dma_pool use-after-free in {self.programs_run} programs "
+                    f"({self.wall_s / 60:.1f} min, {self.infra} infra) in {self.workdir}")
+        return (f"  seed {self.seed}: dma_pool use-after-free after {self.found_after} programs, "
+                f"{self.found_minutes:.1f} min ({self.programs_run} programs in all, {self.infra} infra) "
+                f"in {self.workdir}")
+
+
+@dataclass
+class StockFigure:
+    workdir: Path
+    programs: int = 0
+    infra: int = 0
+    wall_s: float = 0.0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    bugs: list[BugFigure] = field(default_factory=list)
+
+    @property
+    def infra_share(self) -> float:
+        return self.infra / self.programs if self.programs else 0.0
+
+    @property
+    def per_hour(self) -> float:
+        return self.programs / self.wall_s * 3600 if self.wall_s else 0.0
+
+
+def find_seed(workdir: Path, seed: int, *, limit_s: float, variant: str, kernel: str | None, progress: Progress,
+              minimize_tries: int, repro_runs: int, card: dict[str, Any] | None = None) -> SeedFigure:
+    """Fuzz ``variant`` from an empty corpus with ``seed`` until the first target finding (minimised) or
+    ``limit_s``; the figure of that run."""
+    if workdir.exists() and any(workdir.iterdir()):
+        raise FileExistsError(f"{workdir} is not empty: the benchmark starts each seed from an empty corpus")
+    cfg = FuzzConfig(workdir=workdir, seed=seed, duration_s=limit_s, variant=variant, kernel=kernel,
+                     minimize_tries=minimize_tries, repro_runs=repro_runs, card=card)
+    fuzzer = Fuzzer(cfg, lambda m: progress(f"seed {seed}: {m}"))
+    t0 = time.monotonic()
+
+    def target_bug() -> Bug | None:  # the store titles a finding (the run's own result may not)
+        return next((b for b in fuzzer.store.bugs() if is_target(b.title)), None)
+
+    fuzzer.loop(until=lambda e: e.outcome.is_finding and target_bug() is not None)
+    fig = SeedFigure(seed, workdir, programs_run=fuzzer.done, infra=fuzzer.infra, wall_s=time.monotonic() - t0)
+    bug = target_bug()
+    if bug is not None:
+        first = next(e for e in fuzzer.journal.load() if e.run == bug.runs[0])
+        fig.found_after = first.index + 1
+        fig.found_minutes = (first.ended - fuzzer.start) / 60
+    fig.bugs = [BugFigure.of(b) for b in fuzzer.store.bugs()]
+    return fig
+
+
+def stock_run(workdir: Path, *, duration_s: float, seed: int, kernel: str | None, progress: Progress,
+              minimize_tries: int, repro_runs: int, variant: str = "stock",
+              card: dict[str, Any] | None = None) -> StockFigure:
+    """Fuzz the stock driver (or ``variant``) for ``duration_s``: infrastructure share and findings with
+    their triage."""
+    cfg = FuzzConfig(workdir=workdir, seed=seed, duration_s=duration_s, variant=variant, kernel=kernel,
+                     minimize_tries=minimize_tries, repro_runs=repro_runs, card=card)
+    fuzzer = Fuzzer(cfg, lambda m: progress(f"stock: {m}"))
+    t0 = time.monotonic()
+    fuzzer.loop()
+    fig = StockFigure(workdir, programs=fuzzer.done, infra=fuzzer.infra, wall_s=time.monotonic() - t0)
+    for e in fuzzer.journal.load():  # the programs of the run (minimisation runs are not journaled)
+        fig.outcomes[e.outcome.value] = fig.outcomes.get(e.outcome.value, 0) + 1
+    fig.bugs = [BugFigure.of(b) for b in fuzzer.store.bugs()]
+    return fig
+
+
+def find_lines(figs: list[SeedFigure], limit_s: float) -> list[str]:
+    """The summary of the find part: medians over seeds, and each target reproducer against the targets."""
+    found = [f for f in figs if f.found_after is not None]
+    lines = [f"positive control, empty corpus, {len(figs)} seeds, limit {limit_s / 60:.0f} min each: "
+             f"found by {len(found)}/{len(figs)}"]
+    if found:
+        # a seed that did not find it counts as the limit (a lower bound on its time), so the median is honest
+        programs = [f.found_after if f.found_after is not None else f.programs_run for f in figs]
+        minutes = [f.found_minutes if f.found_minutes is not None else limit_s / 60 for f in figs]
+        lines.append(f"  median programs to the first dma_pool use-after-free {statistics.median(programs):.0f}, "
+                     f"median minutes {statistics.median(minutes):.1f} (not found: counted at the limit)")
+        med = statistics.median(minutes)
+        lines.append(f"  target: found within {TARGET_MINUTES:.0f} min: {'met' if med <= TARGET_MINUTES else 'MISSED'}")
+    for f in figs:
+        t = f.target
+        if t is None or t.repro_ops is None:
+            continue
+        ok = (t.repro_ops <= TARGET_OPS and t.teardown and t.ptys_reader and (t.rate or 0) >= TARGET_RATE)
+        lines.append(f"  seed {f.seed} reproducer: {t.repro_ops} ops, rate {t.rate:.2f}: target (<= {TARGET_OPS} ops, "
+                     f"teardown and PTYS reader, rate >= {TARGET_RATE}) {'met' if ok else 'MISSED'}")
+    return lines
+
+
+def stock_lines(fig: StockFigure) -> list[str]:
+    lines = [f"stock driver, {fig.wall_s / 60:.0f} min: {fig.programs} programs ({fig.per_hour:.0f} per hour), "
+             f"outcomes {fig.outcomes}, infrastructure {fig.infra_share:.1%} "
+             f"(target under {TARGET_INFRA:.0%}: {'met' if fig.infra_share < TARGET_INFRA else 'MISSED'})",
+             f"  work folder {fig.workdir}"]
+    if not fig.bugs:
+        lines.append("  no finding")
+    for b in fig.bugs:
+        lines.append(b.line())
+        lines.append(f"      triage: {b.triage or '-'}")
+    return lines

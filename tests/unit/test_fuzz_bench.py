@@ -1,0 +1,57 @@
+"""The fuzz benchmark's figures on the simulated target of test_fuzz_manager: programs to the first
+dma_pool use-after-free, its minimised reproducer against the targets, a stock run's shares."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mlx5lab.fuzz import bench, manager
+
+from .test_fuzz_manager import simulated_run
+
+
+@pytest.fixture(autouse=True)
+def simulated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(manager.Fuzzer, "_image", lambda self: None)
+    monkeypatch.setattr(manager.Fuzzer, "run", simulated_run)
+
+
+def test_find_stops_at_the_first_target_and_measures_its_reproducer(tmp_path: Path) -> None:
+    # seed 2 meets the simulated crash (a background speed reader before a reboot) after about 100 programs
+    fig = bench.find_seed(tmp_path / "s1", 2, limit_s=120, variant="vulnerable", kernel=None,
+                          progress=lambda _m: None, minimize_tries=40, repro_runs=5)
+    assert fig.found_after is not None and fig.found_after == fig.programs_run  # it stopped there
+    assert fig.found_minutes is not None and 0 <= fig.found_minutes < 2
+    t = fig.target
+    assert t is not None and t.title == "general protection fault in dma_pool_alloc"
+    assert t.repro_ops is not None and t.repro_ops <= 3 and t.teardown and t.ptys_reader and t.rate == 1.0
+    lines = bench.find_lines([fig], 120)
+    assert "found by 1/1" in lines[0] and any("reproducer" in x and x.endswith("met") for x in lines)
+
+
+def test_find_refuses_a_used_work_folder(tmp_path: Path) -> None:
+    (tmp_path / "s1").mkdir()
+    (tmp_path / "s1" / "journal.jsonl").write_text("")
+    with pytest.raises(FileExistsError, match="empty corpus"):
+        bench.find_seed(tmp_path / "s1", 1, limit_s=1, variant="vulnerable", kernel=None, progress=lambda _m: None,
+                        minimize_tries=0, repro_runs=1)
+
+
+def test_a_seed_that_misses_counts_at_the_limit() -> None:
+    hit = bench.SeedFigure(1, Path("a"), programs_run=4, found_after=4, found_minutes=2.0)
+    miss = bench.SeedFigure(2, Path("b"), programs_run=50)
+    miss2 = bench.SeedFigure(3, Path("c"), programs_run=60)
+    lines = bench.find_lines([hit, miss, miss2], 30 * 60)
+    assert "found by 1/3" in lines[0]
+    assert "median programs to the first dma_pool use-after-free 50" in lines[1] and "median minutes 30.0" in lines[1]
+    assert lines[2].endswith("met")  # 30 min is within the target, counted at the limit
+
+
+def test_stock_run_counts_outcomes_and_infrastructure(tmp_path: Path) -> None:
+    fig = bench.stock_run(tmp_path / "stock", duration_s=0.5, seed=2, kernel=None, progress=lambda _m: None,
+                          minimize_tries=0, repro_runs=1)
+    assert fig.programs >= 1 and sum(fig.outcomes.values()) == fig.programs and fig.infra == 0
+    text = "\n".join(bench.stock_lines(fig))
+    assert "infrastructure 0.0%" in text and "met" in text
