@@ -36,6 +36,9 @@ log = logging.getLogger("mlx5lab.machine")
 BOOT_MARKERS = (INIT_MARKER, PORTS_MARKER, SSH_MARKER)
 
 
+CONSOLE_TAIL_LINES = 15  # of the console, in a timeout's message (a CI log then shows where the guest stood)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -204,7 +207,9 @@ class Machine:
             if not self.alive():
                 raise Mlx5LabError(f"QEMU exited before the guest printed {marker}; see {self.console_log}")
             if time.monotonic() > deadline:
-                raise TimeoutError(f"guest did not print {marker} within {timeout:.0f}s")
+                tail = "\n".join(self.console_text().splitlines()[-CONSOLE_TAIL_LINES:])
+                raise TimeoutError(f"guest did not print {marker} within {timeout:.0f}s; the console's last "
+                                   f"lines ({self.console_log}):\n{tail}")
             time.sleep(0.01)
 
     def wait_ssh(self, timeout: float = 60.0) -> float:
