@@ -1,7 +1,8 @@
 """``mlx5lab shell`` driven through a real pty: the guest's prompt, a command and its output, the window
 size, the control channel from a second terminal, Ctrl-C to the guest's foreground job, job control, exit.
 
-One guest boot. pexpect gives mlx5lab a pty as its terminal, as a user's terminal emulator would.
+Two guest boots: a session that ends with `exit`, and one that ends with a panic. pexpect gives mlx5lab a
+pty as its terminal, as a user's terminal emulator would.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 
@@ -96,11 +98,39 @@ def test_shell_session_through_a_pty() -> None:
         child.expect(r"guest shell exited with status (\d+)")
         assert child.match.group(1) == "0"
         child.expect(pexpect.EOF, timeout=120)
+        assert termios.tcgetattr(child.child_fd)[3] & termios.ECHO, "the terminal is out of raw mode"
+        child.close()
     finally:
         child.close(force=True)
     assert child.exitstatus == 0, "".join(log)[-3000:]
     assert processes_mentioning(str(run)) == []
     assert not run.exists(), "the temporary run folder is removed after a clean exit"
+
+
+def test_shell_reports_a_guest_panic_with_its_oops_and_vmcore(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    child = pexpect.spawn(sys.executable, ["-m", "mlx5lab", "shell", "--keep", str(run), "--speeds", "100000"],
+                          env=dict(os.environ), encoding="utf-8", codec_errors="replace", timeout=240)
+    log: list[str] = []
+    child.logfile_read = _Collect(log)
+    try:
+        child.expect_exact(PROMPT)
+        child.sendline("echo c > /proc/sysrq-trigger")
+        child.expect(r"the guest panicked: (.+?)\r\n", timeout=60)
+        assert child.match.group(1).startswith("deliberate crash from sysrq")
+        child.expect_exact("Kernel panic - not syncing")  # the oops itself is printed
+        child.expect(r"vmcore: (\S+) ", timeout=180)
+        vmcore = Path(child.match.group(1))
+        child.expect(pexpect.EOF, timeout=120)
+        assert termios.tcgetattr(child.child_fd)[3] & termios.ECHO, "the terminal is out of raw mode"
+        child.close()
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 1, "".join(log)[-3000:]
+    assert vmcore == run / "vmcore.kdump" and vmcore.stat().st_size > 1 << 20
+    assert "sysrq" in (run / "oops.txt").read_text()
+    assert processes_mentioning(str(run)) == []
+    assert [p.name for p in [run / "qmp.sock", *run.glob("card/*.sock")] if p.exists()] == []
 
 
 class _Collect:
