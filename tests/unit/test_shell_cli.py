@@ -15,7 +15,7 @@ import pytest
 from mlx5lab.cli import build_parser, common
 from mlx5lab.cli.shell import control_hint, mlx5lab_invocation
 from mlx5lab.vm.qmp import QmpEvent
-from mlx5lab.vm.watch import GuestWatch
+from mlx5lab.vm.watch import EVENTS, GuestWatch
 
 REPO = Path(__file__).resolve().parents[2]
 OOPS = REPO / "tests" / "data" / "oops"
@@ -88,7 +88,7 @@ class StandInMachine:
         return self.console
 
     def wait_event(self, names: set[str], timeout: float, since: int = 0) -> QmpEvent | str | None:
-        assert names == {"GUEST_PANICKED"} and timeout == 0
+        assert names == EVENTS and timeout == 0
         self.polls.append(since)
         return self.event
 
@@ -134,6 +134,18 @@ def test_watch_reports_a_dead_qemu() -> None:
     m.event = "QEMU exited"
     trouble = watch()
     assert trouble is not None and (trouble.what, trouble.report) == ("QEMU exited", None)
+
+
+@pytest.mark.parametrize(("name", "guest", "what"), [
+    ("RESET", True, "reboot"), ("SHUTDOWN", True, "poweroff"),
+    ("RESET", False, "QEMU RESET {'guest': False, 'reason': 'host-qmp-system-reset'}")])
+def test_watch_tells_the_guests_own_reboot_from_a_host_reset(name: str, guest: bool, what: str) -> None:
+    m = StandInMachine()
+    watch = GuestWatch(m)  # type: ignore[arg-type]
+    reason = "guest-reset" if guest else "host-qmp-system-reset"
+    m.event = QmpEvent(name, {"guest": guest, "reason": reason}, 0.0)
+    trouble = watch()
+    assert trouble is not None and trouble.what == what
 
 
 def test_bad_card_setting_is_a_usage_error() -> None:

@@ -14,6 +14,7 @@ import shlex
 import shutil
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -88,10 +89,19 @@ def attach(m: Machine, vmcore: bool = True) -> SessionOutcome:
         common.progress(f"the guest's console reported: {report.title}")
         sys.stderr.write(report.oops.rstrip("\n") + "\n")
     kept = bool(watch.warnings)
-    if end.reason == "exited":
-        if end.status is None or end.status < 0:
+    if end.reason == "exited" and (end.status is None or end.status < 0):
+        # no exit status: the guest went away under the shell (a reboot, a panic): say which, if it is seen
+        deadline = time.monotonic() + 3.0
+        trouble = watch()
+        while trouble is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+            trouble = watch()
+        if trouble is None:
             common.progress("the guest's SSH channel closed without an exit status")
             return SessionOutcome(EXIT_BROKEN, True)
+        end = RelayEnd("stopped", stopped_by=trouble)
+    if end.reason == "exited":
+        assert end.status is not None
         common.progress(f"guest shell exited with status {end.status}")
         return SessionOutcome(end.status, kept)
     if end.reason == "input-closed":
@@ -99,15 +109,20 @@ def attach(m: Machine, vmcore: bool = True) -> SessionOutcome:
         return SessionOutcome(130, kept)
     trouble = end.stopped_by
     assert trouble is not None
-    return report_trouble(m, trouble, vmcore)
+    return report_trouble(m, trouble, vmcore, kept)
 
 
-def report_trouble(m: Machine, trouble: GuestTrouble, vmcore: bool) -> SessionOutcome:
+def report_trouble(m: Machine, trouble: GuestTrouble, vmcore: bool, keep: bool) -> SessionOutcome:
     """A panic: its title and oops (oops.txt), and the vmcore (vmcore.kdump) unless ``vmcore`` is False;
-    QEMU or the device server dead: what the console last said."""
+    the guest's own reboot or power-off: a clean end (status 0); QEMU or the device server dead: what the
+    console last said. ``keep``: the folder holds evidence already (a warning)."""
     from ..campaign.evidence import dump_vmcore
 
     report = trouble.report
+    if trouble.what in ("reboot", "poweroff"):
+        common.progress(f"the guest {'rebooted' if trouble.what == 'reboot' else 'powered off'}: "
+                        "that ends the session")
+        return SessionOutcome(0, keep)
     if trouble.what != "panic":
         common.progress(f"{trouble.what} while attached; see {m.dir.console} and {m.dir.qemu_stderr}")
         if report is not None:

@@ -1,8 +1,11 @@
-"""What can end an interactive session from the guest's side: a panic, QEMU or the device server dying.
+"""What can end an interactive session from the guest's side: a panic, the guest's own reboot or power-off,
+QEMU or the device server dying.
 
 Polled by the terminal relay (``mlx5lab.vm.terminal.relay``'s ``watch``) while the user types; it never
 blocks. A panic is the QMP ``GUEST_PANICKED`` event (pvpanic) or a fatal crash report on the console,
-whichever is seen first; non-fatal reports (a lone WARNING) do not end the session and are collected.
+whichever is seen first. A reboot or power-off is the QMP ``RESET`` or ``SHUTDOWN`` event the guest caused
+(its ``guest`` field, QEMU's qapi/run-state.json). Non-fatal reports (a lone WARNING) do not end the
+session and are collected.
 """
 
 from __future__ import annotations
@@ -13,10 +16,13 @@ from ..crash import CrashReport, crash_report
 from .machine import Machine
 from .qmp import QmpEvent
 
+EVENTS = frozenset({"GUEST_PANICKED", "RESET", "SHUTDOWN"})
+
 
 @dataclass(frozen=True)
 class GuestTrouble:
-    """``what``: "panic", "QEMU exited" or "the device server exited"; ``report``: the console's crash."""
+    """``what``: "panic", "reboot", "poweroff", "QEMU exited", "the device server exited" or another reason
+    the session broke; ``report``: the console's crash, if any."""
 
     what: str
     report: CrashReport | None
@@ -46,9 +52,12 @@ class GuestWatch:
         return crash_report(text[self.console_from:])
 
     def __call__(self) -> GuestTrouble | None:
-        ev = self.machine.wait_event({"GUEST_PANICKED"}, timeout=0, since=self.since)
-        if isinstance(ev, QmpEvent):
+        ev = self.machine.wait_event(EVENTS, timeout=0, since=self.since)
+        if isinstance(ev, QmpEvent) and ev.name == "GUEST_PANICKED":
             return GuestTrouble("panic", self.machine.crash_after_event())
+        if isinstance(ev, QmpEvent):
+            what = {"RESET": "reboot", "SHUTDOWN": "poweroff"}[ev.name]
+            return GuestTrouble(what if ev.data.get("guest") else f"QEMU {ev.name} {ev.data}", None)
         if isinstance(ev, str):
             return GuestTrouble(ev, crash_report(self.machine.console_text()[self.console_from:]))
         report = self._new_console_report()
