@@ -70,6 +70,17 @@ class SessionOutcome:
     keep_folder: bool  # the run folder holds evidence (a crash, a dead QEMU): keep it
 
 
+def why_gone(watch: GuestWatch, wait_s: float = 3.0) -> GuestTrouble | None:
+    """The SSH channel ended without an exit status: the guest went away under the shell (a reboot, a
+    panic, QEMU gone). Its QMP event can trail the connection's end; wait for it up to ``wait_s``."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        trouble = watch()
+        if trouble is not None or time.monotonic() >= deadline:
+            return trouble
+        time.sleep(0.1)
+
+
 def attach(m: Machine, vmcore: bool = True) -> SessionOutcome:
     """Attach this process's terminal to a login shell on a guest pty until the session ends; report how
     it ended."""
@@ -81,7 +92,8 @@ def attach(m: Machine, vmcore: bool = True) -> SessionOutcome:
         with RawMode(sys.stdin.fileno()):
             end: RelayEnd[GuestTrouble] = relay(chan, sys.stdin.fileno(), sys.stdout.fileno(), watch=watch)
     except (OSError, EOFError, paramiko.SSHException) as exc:  # the SSH connection broke under the relay
-        end = RelayEnd("stopped", stopped_by=watch() or GuestTrouble(f"the SSH connection failed ({exc!r})", None))
+        end = RelayEnd("stopped", stopped_by=why_gone(watch) or GuestTrouble(f"the SSH connection failed ({exc!r})",
+                                                                              None))
     finally:
         chan.close()
     print(file=sys.stderr)  # the guest's last line may not have ended
@@ -90,12 +102,7 @@ def attach(m: Machine, vmcore: bool = True) -> SessionOutcome:
         sys.stderr.write(report.oops.rstrip("\n") + "\n")
     kept = bool(watch.warnings)
     if end.reason == "exited" and (end.status is None or end.status < 0):
-        # no exit status: the guest went away under the shell (a reboot, a panic): say which, if it is seen
-        deadline = time.monotonic() + 3.0
-        trouble = watch()
-        while trouble is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-            trouble = watch()
+        trouble = why_gone(watch)
         if trouble is None:
             common.progress("the guest's SSH channel closed without an exit status")
             return SessionOutcome(EXIT_BROKEN, True)
