@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from mlx5lab.cli import build_parser, common
-from mlx5lab.cli.shell import control_hint, mlx5lab_invocation
+from mlx5lab.cli.shell import EXIT_BROKEN, EXIT_PANIC, control_hint, mlx5lab_invocation, report_trouble, why_gone
+from mlx5lab.rundir import RunDir
 from mlx5lab.vm.qmp import QmpEvent
-from mlx5lab.vm.watch import EVENTS, GuestWatch
+from mlx5lab.vm.watch import EVENTS, GuestTrouble, GuestWatch
 
 REPO = Path(__file__).resolve().parents[2]
 OOPS = REPO / "tests" / "data" / "oops"
@@ -151,3 +152,44 @@ def test_watch_tells_the_guests_own_reboot_from_a_host_reset(name: str, guest: b
 def test_bad_card_setting_is_a_usage_error() -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["shell", "--card", "nope=1"])
+
+
+@dataclass
+class GoneMachine:
+    """A machine whose QEMU is gone, as report_trouble sees it."""
+
+    workdir: Path
+
+    @property
+    def dir(self) -> RunDir:
+        return RunDir(self.workdir)
+
+    def alive(self) -> bool:
+        return False
+
+
+def test_a_panic_is_reported_with_its_oops_and_kept(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mlx5lab.crash import crash_report
+
+    report = crash_report((OOPS / "sysrq-crash.console.log").read_text())
+    outcome = report_trouble(GoneMachine(tmp_path), GuestTrouble("panic", report), vmcore=True,  # type: ignore[arg-type]
+                             keep=False)
+    assert (outcome.status, outcome.keep_folder) == (EXIT_PANIC, True)
+    assert "sysrq" in (tmp_path / "oops.txt").read_text()
+    err = capsys.readouterr().err
+    assert "the guest panicked: deliberate crash from sysrq" in err and "no vmcore: QEMU is gone" in err
+
+
+@pytest.mark.parametrize(("what", "status", "kept"), [
+    ("reboot", 0, False), ("poweroff", 0, False), ("QEMU exited", EXIT_BROKEN, True),
+    ("the device server exited", EXIT_BROKEN, True)])
+def test_how_a_session_ends_decides_status_and_folder(tmp_path: Path, what: str, status: int, kept: bool) -> None:
+    outcome = report_trouble(GoneMachine(tmp_path), GuestTrouble(what, None), vmcore=True,  # type: ignore[arg-type]
+                             keep=False)
+    assert (outcome.status, outcome.keep_folder) == (status, kept)
+
+
+def test_why_gone_waits_for_the_trailing_event() -> None:
+    seen = iter([None, None, GuestTrouble("reboot", None)])
+    assert why_gone(lambda: next(seen), wait_s=5).what == "reboot"  # type: ignore[arg-type, union-attr]
+    assert why_gone(lambda: None, wait_s=0.2) is None  # type: ignore[arg-type]
