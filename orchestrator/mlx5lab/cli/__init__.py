@@ -6,6 +6,7 @@ Shared options (``--kernel``, ``--speeds``, ``-n``) and the progress printer liv
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import sys
@@ -15,10 +16,10 @@ from types import FrameType
 from mlx5image.build import ImageError
 
 from .. import Mlx5LabError
-from . import bench, boot, common, control, controls, fuzz, image, paths, race, trace, triage
+from . import bench, boot, common, control, controls, fuzz, image, paths, race, shell, trace, triage
 
 #: In the order ``mlx5lab --help`` lists them.
-COMMANDS = (image, boot, trace, control, paths, controls, race, fuzz, triage, bench)
+COMMANDS = (image, boot, shell, trace, control, paths, controls, race, fuzz, triage, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     signal.signal(signal.SIGTERM, _terminate)  # SIGTERM cleans up like Ctrl-C
+    signal.signal(signal.SIGHUP, _terminate)  # and so does the terminal going away (children have their own
+    # sessions: only this process sees it)
     try:
         common.fold_driver_options(args)
         return int(args.func(args))
@@ -47,7 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mlx5lab: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("mlx5lab: interrupted; guest and helpers stopped", file=sys.stderr)
+        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+            print("mlx5lab: interrupted; guest and helpers stopped", file=sys.stderr)
         return 130
 
 

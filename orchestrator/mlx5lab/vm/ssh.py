@@ -102,6 +102,21 @@ class GuestShell:
         chan.exec_command(command)
         self._started.append(chan)
 
+    def open_terminal(self, term: str, columns: int, rows: int) -> paramiko.Channel:
+        """An interactive login shell on a guest pty (RFC 4254 sections 6.2 and 6.5: "pty-req", then
+        "shell"): dropbear allocates the pty from the guest's /dev/ptmx and makes it the shell's
+        controlling terminal, so job control works and Ctrl-C reaches the foreground job."""
+        if self.client is None:
+            raise RuntimeError("not connected")
+        transport = self.client.get_transport()
+        if transport is None or not transport.is_active():
+            raise ConnectionError("SSH session is closed")
+        chan = transport.open_session(timeout=10)
+        chan.get_pty(term=term, width=columns, height=rows)
+        chan.invoke_shell()
+        self._started.append(chan)
+        return chan
+
     def close(self) -> None:
         self._started = []
         if self.client is not None:
