@@ -19,6 +19,7 @@ from ..rundir import CampaignDir, RunDir, atomic_write_json
 from . import reports
 from .journal import Journal
 from .outcome import IterationResult, Outcome
+from .pool import run_pool
 from .scenario import IterationPlan
 from .spec import CampaignSpec
 
@@ -35,6 +36,7 @@ class Campaign:
         self.spec = spec
         self.journal = Journal(self.dir.journal)
         self.results: dict[int, IterationResult] = {}
+        self.lost: list[str] = []  # iterations that ran nowhere to their end (pool.IterationLost)
 
     # -- creation and resumption --------------------------------------------------------------
     @classmethod
@@ -70,18 +72,34 @@ class Campaign:
         self.results[result.iteration] = result
         self.write_reports()
 
-    def run(self, run_iteration: RunIteration, on_result: OnResult | None = None) -> int:
-        """Run every pending iteration with ``run_iteration(plan, folder)``; return the exit status."""
-        for i in self.pending():
-            self.dir.set_aside(i)  # cut off by an earlier kill: keep what it left, run it again from nothing
-            folder = self.dir.iteration(i)
-            folder.path.mkdir(parents=True)
-            result = run_iteration(self.spec.plan(i), folder)
+    def new_iteration_dir(self, i: int) -> RunDir:
+        self.dir.set_aside(i)  # cut off by an earlier kill: keep what it left, run it again from nothing
+        folder = self.dir.iteration(i)
+        folder.path.mkdir(parents=True)
+        return folder
+
+    def run(self, run_iteration: RunIteration, on_result: OnResult | None = None, jobs: int = 1) -> int:
+        """Run every pending iteration with ``run_iteration(plan, folder)``, ``jobs`` at a time (a pool of
+        guests: :mod:`.pool`); return the exit status."""
+        def finished(result: IterationResult) -> None:
             self.record(result)
             if on_result:
                 on_result(self, result)
+
+        if jobs == 1:
+            for i in self.pending():
+                finished(run_iteration(self.spec.plan(i), self.new_iteration_dir(i)))
+        else:
+            run_pool(self.pending(), self.spec.plan, self.new_iteration_dir, run_iteration, finished,
+                     self._lost, jobs)
         self.write_reports()
+        if self.lost:
+            raise Mlx5LabError(f"{len(self.lost)} iteration(s) never ran to their end ({'; '.join(self.lost)}); "
+                               f"they are not recorded: --resume {self.folder} runs them again")
         return self.exit_status()
+
+    def _lost(self, i: int, exc: Exception) -> None:
+        self.lost.append(f"iteration {i}: {exc}")
 
     # -- reports ---------------------------------------------------------------------------------
     def counts(self) -> Counter[str]:

@@ -31,19 +31,31 @@ def print_progress(line: str) -> None:
     print(line, file=sys.stderr, end=end, flush=True)
 
 
-def run_campaign(campaign: Campaign, progress: Progress, *, triage: bool = True) -> int:
-    """Run every pending iteration of ``campaign``; print progress and the final table; return the exit
-    status (0 clean, 1 found, 3 infrastructure only). Each crash is triaged on a worker thread while the
-    next iteration runs. Ctrl-C keeps every finished iteration and says how to resume."""
+def run_campaign(campaign: Campaign, progress: Progress, *, triage: bool = True, jobs: int = 1,
+                 cluster: str | None = None) -> int:
+    """Run every pending iteration of ``campaign``, ``jobs`` guests at a time here, or on the Dask
+    cluster at ``cluster`` (as many at a time as its workers have guest slots, unless ``jobs`` > 1 says
+    fewer); print progress and the final table; return the exit status (0 clean, 1 found, 3
+    infrastructure only). Each crash is triaged on a worker thread while the next iteration runs. Ctrl-C
+    keeps every finished iteration and says how to resume."""
     spec = campaign.spec
-    scenario = spec.make_scenario()
-    image = ensure_variant(ensure_image(spec.kernel, progress=progress), spec.variant, progress=progress)
-    progress(f"campaign {campaign.folder}: {spec.iterations} iterations of {spec.scenario}, variant "
-             f"{spec.variant}, kernel {image.kernel_release}, seed {spec.seed}")
     started, done = time.monotonic(), 0
+    if cluster is None:
+        scenario = spec.make_scenario()
+        image = ensure_variant(ensure_image(spec.kernel, progress=progress), spec.variant, progress=progress)
+        where = f"kernel {image.kernel_release}, {jobs} guest(s) at a time"
 
-    def one(plan: IterationPlan, folder: RunDir) -> IterationResult:
-        return scenario.run_iteration(image, plan, folder)
+        def one(plan: IterationPlan, folder: RunDir) -> IterationResult:
+            return scenario.run_iteration(image, plan, folder)
+    else:
+        from .cluster import ClusterRunner
+
+        runner = ClusterRunner(cluster, spec, progress)
+        one = runner.run_iteration
+        jobs = min(jobs, runner.slots) if jobs > 1 else runner.slots
+        where = f"Dask cluster {cluster}: {runner.slots} guest slot(s) on {runner.workers} worker(s)"
+    progress(f"campaign {campaign.folder}: {spec.iterations} iterations of {spec.scenario}, variant "
+             f"{spec.variant}, seed {spec.seed}, {where}")
 
     background = BackgroundTriage(on_done=lambda f, r: progress(f"triage {f.name}: {r.verdict}"[:300])) \
         if triage else None
@@ -56,7 +68,7 @@ def run_campaign(campaign: Campaign, progress: Progress, *, triage: bool = True)
             background.submit(c.iteration_dir(r.iteration))
 
     try:
-        status = campaign.run(one, on_result)
+        status = campaign.run(one, on_result, jobs=jobs)
     except KeyboardInterrupt:
         print(file=sys.stderr)
         progress(f"interrupted: {len(campaign.results)} finished iterations kept; "
@@ -65,6 +77,8 @@ def run_campaign(campaign: Campaign, progress: Progress, *, triage: bool = True)
     finally:
         if background is not None:
             background.close()
+        if cluster is not None:
+            runner.close()
     print(file=sys.stderr)
     print(campaign.table())
     return status

@@ -101,3 +101,20 @@ def speeds(s: str) -> list[int]:
     if not 1 <= len(values) <= 8:
         raise argparse.ArgumentTypeError("a card has 1 to 8 functions")
     return values
+
+
+def add_pool(sp: argparse.ArgumentParser) -> None:
+    """``--jobs`` (guests at once on this machine) and ``--cluster`` (a Dask scheduler's address)."""
+    from ..campaign.pool import default_jobs, parse_jobs
+
+    def jobs(text: str) -> int:
+        try:
+            return parse_jobs(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    sp.add_argument("--jobs", "-j", type=jobs, default=1, metavar="N|auto",
+                    help=f"guests at once, each with its own card and folders (auto: {default_jobs()} here, one "
+                         "per 2 cores and 4 GiB free; default 1)")
+    sp.add_argument("--cluster", metavar="tcp://HOST:8786",
+                    help="run the iterations on this Dask scheduler's workers (README: Campaigns at scale)")

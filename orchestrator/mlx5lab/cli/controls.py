@@ -24,7 +24,8 @@ def cmd_controls(args: argparse.Namespace) -> int:
         spec = CampaignSpec(kernel=pinned_kernel(args.kernel, common.progress),
                             variant=common.driver_variant(args, variant),
                             iterations=args.iterations, seed=args.seed)
-        statuses[variant] = run_campaign(Campaign.create(base / variant, spec), common.progress)
+        statuses[variant] = run_campaign(Campaign.create(base / variant, spec), common.progress, jobs=args.jobs,
+                                         cluster=args.cluster)
         print()
     ok = statuses["stock"] == EXIT_CLEAN and statuses["vulnerable"] == EXIT_FOUND
     print(f"negative control (stock): {'all clean' if statuses['stock'] == EXIT_CLEAN else 'NOT clean'}; "
@@ -39,4 +40,5 @@ def add_parser(sub: Any) -> None:
     cp.add_argument("--iterations", "-n", type=int, default=3)
     cp.add_argument("--seed", type=int, default=1)
     cp.add_argument("--out", type=Path, help="folder for both campaigns (default: in the cache)")
+    common.add_pool(cp)
     cp.set_defaults(func=cmd_controls)

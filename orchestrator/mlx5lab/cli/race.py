@@ -74,7 +74,7 @@ def open_campaign(args: argparse.Namespace) -> Campaign:
 
 
 def cmd_race(args: argparse.Namespace) -> int:
-    return run_campaign(open_campaign(args), common.progress)
+    return run_campaign(open_campaign(args), common.progress, jobs=args.jobs, cluster=args.cluster)
 
 
 def add_parser(sub: Any) -> None:
@@ -98,6 +98,7 @@ def add_parser(sub: Any) -> None:
                     help="how the guest goes down: reboot(2) at once (-f), or through init (reboot, poweroff)")
     common.add_speeds(sp)
     add_card(sp)
+    common.add_pool(sp)
     where = sp.add_mutually_exclusive_group()
     where.add_argument("--out", type=Path, help="campaign folder (default: in the cache, named by variant/seed)")
     where.add_argument("--resume", type=Path, metavar="DIR", help="continue the campaign in DIR")

@@ -24,6 +24,7 @@ from typing import Any
 from .manager import FuzzConfig, Fuzzer
 from .ops import PTYS_READERS, teardown_paths
 from .program import parse
+from .report import write_reports
 from .store import Bug
 
 Progress = Callable[[str], None]
@@ -126,8 +127,10 @@ def find_seed(workdir: Path, seed: int, *, limit_s: float, variant: str, kernel:
     ``limit_s``; the figure of that run."""
     if workdir.exists() and any(workdir.iterdir()):
         raise FileExistsError(f"{workdir} is not empty: the benchmark starts each seed from an empty corpus")
+    # Other bugs found on the way are kept but not minimised (that would spend the seed's time on them);
+    # the target is minimised once found, as the fuzzer would.
     cfg = FuzzConfig(workdir=workdir, seed=seed, duration_s=limit_s, variant=variant, kernel=kernel,
-                     minimize_tries=minimize_tries, repro_runs=repro_runs, card=card)
+                     minimize_tries=0, repro_runs=repro_runs, card=card)
     fuzzer = Fuzzer(cfg, lambda m: progress(f"seed {seed}: {m}"))
     t0 = time.monotonic()
 
@@ -141,6 +144,12 @@ def find_seed(workdir: Path, seed: int, *, limit_s: float, variant: str, kernel:
         first = next(e for e in fuzzer.journal.load() if e.run == bug.runs[0])
         fig.found_after = first.index + 1
         fig.found_minutes = (first.ended - fuzzer.start) / 60
+        if minimize_tries > 0:
+            fuzzer.cfg.minimize_tries = minimize_tries
+            program = parse(bug.dir.program(bug.programs[0]).read_text())
+            fuzzer.minimize_bug(bug.signature, program)
+            fuzzer.finish_triage()
+            write_reports(fuzzer.dir, night_start=fuzzer.start)  # now with the reproducer
     fig.bugs = [BugFigure.of(b) for b in fuzzer.store.bugs()]
     return fig
 

@@ -135,9 +135,10 @@ class Fuzzer:
         self.new_bugs.append(bug.signature)
         self.progress(f"new bug: {bug.title} [{bug.signature}]; minimising its program")
         if self.cfg.minimize_tries > 0:
-            self._minimize(bug.signature, program)
+            self.minimize_bug(bug.signature, program)
 
-    def _minimize(self, signature: str, program: Program) -> None:
+    def minimize_bug(self, signature: str, program: Program) -> None:
+        """Minimise ``program``, which hit bug ``signature``, and keep the reproducer in its crash folder."""
         tries = 0
 
         def reproduces(candidate: Program) -> bool:

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -52,6 +53,9 @@ def probe_kvm(qemu: Path, image: GuestImage, timeout: float = PROBE_TIMEOUT) -> 
             child.stop(grace_s=0, terminate=False)
 
 
+_PROBE_LOCK = threading.Lock()
+
+
 def choose_accel(qemu: Path, image: GuestImage) -> str:
     forced = os.environ.get("MLX5LAB_ACCEL")
     if forced:
@@ -60,6 +64,11 @@ def choose_accel(qemu: Path, image: GuestImage) -> str:
         return forced
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return "tcg"
+    with _PROBE_LOCK:  # a pool's guests start together: one probe, not one per thread
+        return _cached_verdict(qemu, image)
+
+
+def _cached_verdict(qemu: Path, image: GuestImage) -> str:
     key = f"{_boot_id()}|{qemu}|{image.kernel_release}"
     verdict_file = cache_dir() / "kvm-probe.json"
     try:

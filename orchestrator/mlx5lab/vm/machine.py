@@ -11,7 +11,9 @@ import logging
 import shutil
 import socket
 import tempfile
+import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +65,24 @@ class PanicReport:
     title: str
     oops: str
     console_log: Path
+
+
+_LIVE: weakref.WeakSet[Machine] = weakref.WeakSet()  # every started, not yet closed guest of this process
+_LIVE_LOCK = threading.Lock()
+
+
+def kill_all_guests() -> int:
+    """SIGKILL the QEMU of every live guest of this process (a pool's Ctrl-C: the guests run in other
+    threads, which then see their QEMU gone and clean up as usual); return how many were killed."""
+    with _LIVE_LOCK:
+        machines = list(_LIVE)
+    killed = 0
+    for m in machines:
+        proc = m.qemu.proc if m.qemu is not None else None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            killed += 1
+    return killed
 
 
 class Machine:
@@ -117,6 +137,8 @@ class Machine:
 
     def start(self) -> None:
         """Start the card's device server (if any) and QEMU; on any failure, clean up and re-raise."""
+        with _LIVE_LOCK:
+            _LIVE.add(self)
         try:
             self._start()
         except BaseException:
@@ -166,6 +188,8 @@ class Machine:
         if self._closed:
             return
         self._closed = True
+        with _LIVE_LOCK:
+            _LIVE.discard(self)
         try:
             self._stop_qemu()
         finally:
