@@ -106,8 +106,9 @@ def bench_device(image: GuestImage, runs: int, speeds: list[int]) -> DeviceFigur
     return DeviceFigures(Spread(ports), latencies, rates)
 
 
-def bench_race(image: GuestImage, runs: int, folder: Path) -> tuple[Spread, dict[str, int]]:
-    """A campaign of ``runs`` iterations on ``image``; per iteration, boot-to-verdict seconds."""
+def bench_race(image: GuestImage, runs: int, folder: Path, jobs: int = 1) -> tuple[Spread, dict[str, int]]:
+    """A campaign of ``runs`` iterations on ``image``, ``jobs`` at a time; per iteration, boot-to-verdict
+    seconds."""
     from .campaign.campaign import Campaign
     from .campaign.spec import CampaignSpec
 
@@ -122,7 +123,7 @@ def bench_race(image: GuestImage, runs: int, folder: Path) -> tuple[Spread, dict
               flush=True)
         return r
 
-    campaign.run(one)
+    campaign.run(one, jobs=jobs)
     return Spread(durations), dict(campaign.counts())
 
 
