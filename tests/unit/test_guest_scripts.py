@@ -8,6 +8,7 @@ is only given bad usage.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import time
@@ -121,3 +122,19 @@ def test_executor_runs_ops_in_order_and_records_them(tmp_path: Path) -> None:
     assert records[0]["end"] >= records[1]["end"]  # the background sleep outlived the foreground op
     bad = subprocess.run(["bash", str(EXEC), str(tmp_path / "missing")], capture_output=True, text=True)
     assert bad.returncode == 2
+
+
+def test_executor_helpers_name_the_card_functions_inside_an_op(tmp_path: Path) -> None:
+    """bdf and functions_of work in an operation's own bash (an array cannot be exported to it)."""
+    pci = tmp_path / "pci"
+    for bdf, vendor in (("0000:00:03.0", "0x1af4"), ("0000:01:00.0", "0x15b3"), ("0000:01:00.1", "0x15b3")):
+        (pci / bdf).mkdir(parents=True)
+        (pci / bdf / "vendor").write_text(vendor + "\n")
+    script = tmp_path / "prog.sh"
+    script.write_text("op 0 fg 'echo \"{\\\"b0\\\": \\\"$(bdf 0)\\\", \\\"b1\\\": \\\"$(bdf 1)\\\", "
+                      "\\\"both\\\": \\\"$(functions_of both | tr \"\\n\" \" \")\\\"}\"'\nwaitall\n")
+    res = subprocess.run(["bash", str(EXEC), str(script)], capture_output=True, text=True, timeout=30,
+                         env={**os.environ, "MLX5LAB_PCI_DEVICES": str(pci)})
+    assert res.returncode == 0, res
+    (record,) = map(json.loads, res.stdout.splitlines())
+    assert record["out"] == {"b0": "0000:01:00.0", "b1": "0000:01:00.1", "both": "0 1 "}, record

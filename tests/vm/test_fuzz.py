@@ -50,6 +50,10 @@ def test_executor_runs_every_kind_with_timings(image: GuestImage, tmp_path: Path
     assert records[4]["mode"] == "fg" and records[4]["rc"] == 0 and records[4]["end"] > records[4]["start"]
     assert records[0]["start"] < records[4]["start"] < records[0]["end"]  # the reader ran across the path
     assert {d["idx"] for d in exec_["device"]} == {3, 5, 6} and not any(d["error"] for d in exec_["device"])
+    console = (tmp_path / "runs" / "replay-001" / "console.log").read_text()
+    after = console[console.index("MLX5LAB-EXEC start"):]
+    assert "mlx5_core 0000:01:00.1: firmware version" in after  # the unbind-bind of fn 1 really re-probed it
+    assert "mlx5_core 0000:01:00.0: firmware version" not in after  # and only it
 
 
 def test_short_fuzz_run_finds_and_minimises_the_positive_control(tmp_path: Path) -> None:
@@ -91,3 +95,12 @@ def test_kill_and_resume_keeps_every_finished_program(tmp_path: Path) -> None:
     assert [e["index"] for e in after] == list(range(len(done) + 1))
     assert after[: len(done)] == done
     assert all(e["outcome"] != "infra" for e in after), after
+
+
+def test_firmware_killed_with_no_driver_bound_is_not_a_wedged_driver(image: GuestImage, tmp_path: Path) -> None:
+    """No driver holds the functions when the firmware asserts, so nothing recovers it; the probe then
+    fails on it (main.c: mlx5_function_enable) and the driver stays down by design: clean, not a bug."""
+    prog = parse("path unbind fn=both\ndevice fw_fatal synd=128\nsleep 0.5\nwait\n")
+    (r,) = replay(prog, tmp_path / "runs", 1, variant="stock", kernel=image.kernel_release, progress=lambda _m: None)
+    assert r.outcome.value == "clean", r
+    assert "stays down by design" in r.detail and "syndrome 0x80" in r.detail

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 from mlx5dev.card import CardConfig
 from mlx5image.build import GuestImage
 
+from .. import Mlx5LabError
 from ..campaign.evidence import device_status, keep_crash
 from ..campaign.outcome import IterationResult, Outcome
 from ..campaign.scenario import IterationPlan, register_scenario
@@ -72,15 +73,37 @@ def wedged(m: Machine, speeds: list[int]) -> str:
             return f"the guest stopped answering after the program: {type(exc).__name__}: {exc}"
 
 
+def firmware_left_fatal(m: Machine) -> str:
+    """Why a missing function is the program's doing, not the driver's ("" if it is not): the card's
+    firmware is still in a fatal state (a ``device fw_fatal``/``fw_dead`` with no driver bound to recover
+    it) and the probe found it so. ``main.c: mlx5_function_enable`` then fails (``enable hca failed``,
+    -ENOLINK) and ``health.c: mlx5_fw_fatal_reporter_err_work`` does not recover a function that is not
+    loaded ("health works are not permitted at this stage"): the driver stays down, as it logs."""
+    if m.card is None or not m.card.alive():
+        return ""
+    try:
+        health = m.card.control.request("firmware")["health"]
+    except (Mlx5LabError, OSError, ValueError, KeyError, TypeError):
+        return ""
+    fatal = health.get("fw_ver_dead") or (health.get("rfr") and health.get("synd"))
+    probe_failed = "mlx5_init_one failed" in m.console_text()
+    if not (fatal and probe_failed):
+        return ""
+    what = "dead" if health.get("fw_ver_dead") else f"fatal, syndrome {int(health.get('synd') or 0):#x}"
+    return (f"the card's firmware is still {what} and the probe failed on it: the driver stays down by design "
+            "(no health recovery for a function that is not loaded)")
+
+
 def _wedge_check(m: Machine, speeds: list[int], script: str) -> str:
     deadline = time.monotonic() + WEDGE_CHECK_S
     problem = ""
     try:
         m.run(script, timeout=WEDGE_CHECK_S + 30)
         while time.monotonic() < deadline:
+            # up again each time: a netdev that a late health recovery re-created starts down (speed -1)
             out = m.run("for n in /sys/class/net/*; do [ \"$n/device/driver\" -ef /sys/bus/pci/drivers/mlx5_core ]"
-                        " || continue; echo $(basename $(readlink $n/device)) $(cat $n/speed 2>/dev/null || echo -);"
-                        " done; true", timeout=30).stdout.split("\n")
+                        " || continue; ip link set ${n##*/} up 2>/dev/null; echo $(basename $(readlink $n/device))"
+                        " $(cat $n/speed 2>/dev/null || echo -); done; true", timeout=30).stdout.split("\n")
             seen = dict(line.split() for line in out if len(line.split()) == 2)
             fns = sorted(seen)
             problem = ""
@@ -159,6 +182,12 @@ def decide(m: Machine, run: RunDir, result: IterationResult, report: ExecReport,
         result.detail = f"QMP {ev.name} {json.dumps(ev.data)}"
         return
     problem = wedged(m, speeds)
+    fatal = firmware_left_fatal(m) if problem else ""
+    if fatal:  # the driver stays down by design: not a finding
+        result.outcome = Outcome.CLEAN
+        result.detail = f"{problem}; {fatal}"
+        result.device = device_status(m)
+        return
     if problem:
         result.outcome = Outcome.REPORT
         result.title, result.signature = _title_signature(f"mlx5 driver wedged: {problem.split(':')[0]}")
