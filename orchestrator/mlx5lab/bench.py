@@ -106,6 +106,28 @@ def bench_device(image: GuestImage, runs: int, speeds: list[int]) -> DeviceFigur
     return DeviceFigures(Spread(ports), latencies, rates)
 
 
+PHASES = (  # (label, timing key): where an iteration's time goes (scenarios/guest.py)
+    ("QEMU and device server start", "phase_start_s"),
+    ("guest: kernel to init (uptime)", "guest_init_s"),
+    ("guest: mlx5_core loaded (uptime)", "guest_mlx5_loaded_s"),
+    ("guest: ports up (uptime)", "guest_ports_up_s"),
+    ("guest: SSH ready (uptime)", "guest_ssh_ready_s"),
+    ("host: SSH ready (from QEMU start)", "ssh_ready_s"),
+    ("scenario (program to verdict)", "phase_body_s"),
+    ("teardown (QEMU, device server)", "phase_teardown_s"),
+)
+
+
+def phase_lines(results: list[IterationResult]) -> list[str]:
+    """Median of each phase over ``results`` (those that recorded it)."""
+    lines = []
+    for label, key in PHASES:
+        values = [r.timings[k] for r in results for k in (key, f"phase_{key}") if k in r.timings]
+        if values:
+            lines.append(f"    {label:<36} median {statistics.median(values):6.2f} s")
+    return lines
+
+
 def bench_race(image: GuestImage, runs: int, folder: Path, jobs: int = 1) -> tuple[Spread, dict[str, int]]:
     """A campaign of ``runs`` iterations on ``image``, ``jobs`` at a time; per iteration, boot-to-verdict
     seconds."""
@@ -124,6 +146,9 @@ def bench_race(image: GuestImage, runs: int, folder: Path, jobs: int = 1) -> tup
         return r
 
     campaign.run(one, jobs=jobs)
+    print(f"  phases of {runs} iteration(s), {jobs} at a time:", flush=True)
+    for line in phase_lines(campaign.ordered_results()):
+        print(line, flush=True)
     return Spread(durations), dict(campaign.counts())
 
 

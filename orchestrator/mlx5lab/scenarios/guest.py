@@ -7,6 +7,7 @@ kernel result is never turned into ``infra`` by a later failure of a status quer
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 
@@ -35,15 +36,22 @@ def run_guest_iteration(image: GuestImage, plan: IterationPlan, run: RunDir, car
                              identity=kernel_identity(image))
     t0 = time.monotonic()
     cfg = MachineConfig(image=image, card=card, workdir=run.path, extra_cmdline=cmdline)
+    phases: dict[str, float] = {}
     try:
         with Machine(cfg) as m:
+            phases["start_s"] = time.monotonic() - t0
             try:
                 if boot_card(m, run, result, len(card.functions), boot_timeout):
+                    phases.update(guest_phases(m.console_text()))
+                    t_body = time.monotonic()
                     body(m, result)
+                    phases["body_s"] = time.monotonic() - t_body
             finally:
                 if m.card is not None:
                     result.files.update({f"trace_fn{i}": run.relative(m.card.trace_file(i))
                                          for i in range(len(card.functions))})
+                t_close = time.monotonic()
+        phases["teardown_s"] = time.monotonic() - t_close
     except Exception as exc:  # noqa: BLE001 - whatever broke, the iteration ends with a recorded result
         note = f"{type(exc).__name__}: {exc}"
         if result.outcome is Outcome.INFRA and not result.detail:
@@ -51,9 +59,26 @@ def run_guest_iteration(image: GuestImage, plan: IterationPlan, run: RunDir, car
         else:
             result.detail = f"{result.detail}; after the verdict: {note}".lstrip("; ")
     result.duration_s = round(time.monotonic() - t0, 3)
+    result.timings.update({f"phase_{k}": round(v, 3) for k, v in phases.items()})
     result.files["console"] = run.CONSOLE
     result.write(run)
     return result
+
+
+# The guest init's markers (guest-images/mlx5image/init) carry the guest's uptime: where a boot's time goes.
+GUEST_PHASES = (("MLX5LAB-INIT", "guest_init_s"), ("MLX5LAB-MLX5", "guest_mlx5_loaded_s"),
+                ("MLX5LAB-PORTS", "guest_ports_up_s"), ("SSH-READY", "guest_ssh_ready_s"))
+
+
+def guest_phases(console: str) -> dict[str, float]:
+    """Guest uptime at each boot marker of the first boot in ``console``."""
+    out: dict[str, float] = {}
+    for line in console.splitlines():
+        for marker, key in GUEST_PHASES:
+            if line.startswith(marker + " ") and key not in out:
+                with contextlib.suppress(IndexError, ValueError):
+                    out[key] = float(line.split()[1])
+    return out
 
 
 def boot_card(m: Machine, run: RunDir, result: IterationResult, functions: int, timeout: float) -> bool:
