@@ -33,7 +33,8 @@ test-soak: setup
 	MLX5LAB_FULL_TESTS=1 $(PY) -m pytest -q -m soak tests
 
 # verify-fix on the positive control with both example fixes of guest-images/fixes/, 2 base and 3 fixed
-# iterations each: the two fixed builds the first time, then about 4 min of guests (README, "Kernels and patches").
+# iterations each: the two fixed builds the first time (~10 min), then 2 to 3 min of guests (README,
+# "Kernels and patches").
 test-verify-fix: setup
 	MLX5LAB_FULL_TESTS=1 $(PY) -m pytest -q -m verifyfix tests/vm/test_verify_fix.py
 
