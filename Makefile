@@ -11,7 +11,7 @@ KERNEL_OPT := $(if $(KERNEL),--kernel $(KERNEL),)
 export MLX5LAB_KERNEL := $(KERNEL)
 ITERATIONS ?= 3
 
-.PHONY: run test test-kernels test-soak test-quick setup host-packages venv qemu image lint bench clean-cache
+.PHONY: run test test-kernels test-soak test-verify-fix verify-seed-fixes test-quick setup host-packages venv qemu image lint bench clean-cache
 
 # The main job: a short reboot-vs-reader campaign on the negative control (stock mlx5_core) and on the
 # positive control (guard-reverted mlx5_core); prints both outcome tables and where the vmcores are.
@@ -21,7 +21,7 @@ run: setup
 # tests/unit needs no QEMU, no root and no cache; tests/host needs the set-up's artefacts but boots no guest;
 # tests/vm boots guests. Under `make test` a missing set-up artefact fails a test instead of skipping it.
 test: setup
-	MLX5LAB_FULL_TESTS=1 $(PY) -m pytest -q -m "not kernels and not soak" tests
+	MLX5LAB_FULL_TESTS=1 $(PY) -m pytest -q -m "not kernels and not soak and not verifyfix" tests
 
 # One Debian kernel of each suite (bullseye, bookworm, trixie, sid) boots with the card: about 350 MB of
 # packages downloaded once, then one guest boot per kernel (2.7 min from an empty cache; README, "Kernels and patches").
@@ -31,6 +31,29 @@ test-kernels: setup
 # VM checks with a known intermittent failure (each names it), repeated until they are fixed.
 test-soak: setup
 	MLX5LAB_FULL_TESTS=1 $(PY) -m pytest -q -m soak tests
+
+# verify-fix on the positive control with both example fixes of guest-images/fixes/, 2 base and 3 fixed
+# iterations each: the two fixed builds the first time (~10 min), then 2 to 3 min of guests (README,
+# "Kernels and patches").
+test-verify-fix: setup
+	MLX5LAB_FULL_TESTS=1 $(PY) -m pytest -q -m verifyfix tests/vm/test_verify_fix.py
+
+# The seed's conclusion on the positive control: the vendor-style fix still panics, the write-up's own
+# proposal is clean. Prints both verdicts; the evidence and verdicts.txt stay in VERIFY_OUT.
+ifndef VERIFY_OUT
+VERIFY_OUT := $(CACHE)/campaigns/verify-seed-fixes-$(shell date +%Y%m%d-%H%M%S)
+endif
+VERIFY_BASE ?= 3
+VERIFY_FIX ?= 10
+verify-seed-fixes: setup
+	@mkdir -p $(VERIFY_OUT); set -o pipefail; \
+	for fix in vendor-style seed-proposal; do \
+	  $(PY) -m mlx5lab verify-fix $(KERNEL_OPT) --patch guest-images/fixes/$$fix.patch \
+	    --base-iterations $(VERIFY_BASE) --iterations $(VERIFY_FIX) --out $(VERIFY_OUT)/$$fix \
+	    | sed "s|^|$$fix: |"; echo "$$fix: exit status $$? (expected $$([ $$fix = vendor-style ] && echo 1 || echo 0))"; \
+	done | tee $(VERIFY_OUT)/verdicts.txt; \
+	grep -q "^vendor-style: exit status 1 " $(VERIFY_OUT)/verdicts.txt && \
+	grep -q "^seed-proposal: exit status 0 " $(VERIFY_OUT)/verdicts.txt
 
 test-quick: venv
 	$(PY) -m pytest -q tests/unit

@@ -20,6 +20,11 @@ A campaign folder::
     triage-summary.json    crashes grouped by signature (``mlx5lab triage CAMPAIGN``)
     iter-NNNN/             one run folder per iteration; ``iter-NNNN.interrupted-K`` for cut-off ones
 
+A fix verification folder (``mlx5lab verify-fix``)::
+
+    base/, fix/            the base driver's and the fixed driver's campaigns (campaign folders)
+    verdict.json           both tallies, the bound on the fixed panic rate, the verdict
+
 Writers of whole files go through :func:`atomic_write`: a reader (or a killed writer) never sees half a
 file, only the old one or the new one.
 """
@@ -165,3 +170,18 @@ class CampaignDir:
             n += 1
         folder.rename(aside)
         return aside
+
+
+@dataclass(frozen=True)
+class VerifyDir:
+    """The files of a ``mlx5lab verify-fix`` folder: two campaigns on one schedule and their verdict."""
+
+    path: Path
+
+    verdict = _File("verdict.json")
+    SIDES = ("base", "fix")
+
+    def campaign(self, side: str) -> CampaignDir:
+        if side not in self.SIDES:
+            raise ValueError(f"a verify-fix folder has the campaigns {self.SIDES}, not {side!r}")
+        return CampaignDir(self.path / side)

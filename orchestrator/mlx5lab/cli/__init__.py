@@ -16,10 +16,10 @@ from types import FrameType
 from mlx5image.build import ImageError
 
 from .. import Mlx5LabError
-from . import bench, boot, common, control, controls, fuzz, image, paths, race, shell, trace, triage
+from . import bench, boot, common, control, controls, fuzz, image, paths, race, shell, trace, triage, verify_fix
 
 #: In the order ``mlx5lab --help`` lists them.
-COMMANDS = (image, boot, shell, trace, control, paths, controls, race, fuzz, triage, bench)
+COMMANDS = (image, boot, shell, trace, control, paths, controls, race, verify_fix, fuzz, triage, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
