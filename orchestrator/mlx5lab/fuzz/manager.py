@@ -133,7 +133,8 @@ class Fuzzer:
         if not is_new:
             return
         self.new_bugs.append(bug.signature)
-        self.progress(f"new bug: {bug.title} [{bug.signature}]; minimising its program")
+        self.progress(f"new bug: {bug.title} [{bug.signature}]"
+                      + ("; minimising its program" if self.cfg.minimize_tries > 0 else ""))
         if self.cfg.minimize_tries > 0:
             self.minimize_bug(bug.signature, program)
 
