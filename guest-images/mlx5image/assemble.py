@@ -83,10 +83,25 @@ def assemble(pkg: KernelPackage, out: Path, debs_dir: Path, keys: Keys, fingerpr
     files = extract([deb, *parts], work / "deb", release)
     unpacked = files.root
     kernel = _kernel_files(files, release, out, progress)
+    kernel.update({"package": pkg.package, "version": pkg.version, "deb": deb.name, "deb_sha256": deb_sha,
+                   **({"suite": pkg.suite} if pkg.suite else {}),
+                   **({"parts": [{"package": p.package, "version": pkg_part_version(p.package, d),
+                                  "deb": d.name, "sha256": sha256_file(d)} for p, d in zip(pkg.parts, parts,
+                                                                                          strict=True)]}
+                      if pkg.parts else {})})
+    assemble_tree(ModuleTree(unpacked, release), kernel, out, keys, fingerprint, progress, started)
+    shutil.rmtree(work)
 
-    tree = ModuleTree(unpacked, release)
+
+def assemble_tree(tree: ModuleTree, kernel: dict[str, Any], out: Path, keys: Keys, fingerprint: str,
+                  progress: Callable[[str], None], started: float) -> None:
+    """Write initramfs, modules copy and manifest.json to ``out`` for a kernel whose files are already
+    there (``kernel``: the manifest's kernel fields, :func:`_kernel_files` plus the package's identity) and
+    whose modules are in ``tree``. Scratch files go to ``out/work``, which the caller removes."""
+    release = tree.release
+    work = out / "work"
     if not (tree.moddir / "modules.dep").is_file():
-        depmod(unpacked, release)
+        depmod(tree.root, release)
     selection = decompress_modules(tree, select_modules(tree))
 
     progress(f"assembling the initramfs ({len(selection.shipped)} modules)")
@@ -106,13 +121,7 @@ def assemble(pkg: KernelPackage, out: Path, debs_dir: Path, keys: Keys, fingerpr
         "builder_fingerprint": fingerprint,
         "build_time": datetime.now(UTC).isoformat(timespec="seconds"),
         "build_seconds": round(time.monotonic() - started, 2),
-        "kernel": {"release": release, "package": pkg.package, "version": pkg.version,
-                   "deb": deb.name, "deb_sha256": deb_sha, **kernel,
-                   **({"suite": pkg.suite} if pkg.suite else {}),
-                   **({"parts": [{"package": p.package, "version": pkg_part_version(p.package, d),
-                                  "deb": d.name, "sha256": sha256_file(d)} for p, d in zip(pkg.parts, parts,
-                                                                                          strict=True)]}
-                      if pkg.parts else {})},
+        "kernel": {"release": release, **kernel},
         "initrd": {"file": INITRD_NAME, "sha256": sha256_file(initrd), "size": initrd.stat().st_size,
                    "uncompressed_size": sum(len(e.data) for e in entries)},
         "cmdline": cmdline_for(kernel["pvh"]),
@@ -124,7 +133,6 @@ def assemble(pkg: KernelPackage, out: Path, debs_dir: Path, keys: Keys, fingerpr
         "modules": _module_records(tree, selection),
         "initramfs_files": initramfs_listing(entries),
     })
-    shutil.rmtree(work)
 
 
 def pkg_part_version(package: str, deb: Path) -> str:

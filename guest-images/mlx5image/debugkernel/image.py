@@ -1,0 +1,63 @@
+"""The guest image of a debug kernel: its PVH vmlinux, its bzImage and config, its installed modules."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..assemble import assemble_tree
+from ..debpkg import KernelPackage, sha256_file
+from ..elf import has_pvh_note
+from ..errors import ImageError
+from ..keys import Keys
+from ..kmod import ModuleTree
+from .recipe import NAME_PREFIX, DebugKernel, ensure_bzimage, find, is_debug_name
+
+
+def require(name: str) -> DebugKernel:
+    """The built debug kernel ``name``; ImageError saying how to build it when it is not (a build takes
+    20-40 minutes, too long to start implicitly from a boot or a campaign)."""
+    dk = find(name)
+    if dk is None:
+        raise ImageError(f"debug kernel {name} is not built; build it with 'make debug-kernel' "
+                         f"(python -m mlx5image.debugkernel {name}; 20-40 minutes on two cores) and retry.")
+    return dk
+
+
+def package_of(dk: DebugKernel) -> KernelPackage:
+    """The debug kernel in the image builder's terms; its version names the recipe's cache folder
+    (source version and configuration digest), so a rebuilt kernel gets a new image."""
+    return KernelPackage(package=dk.name, version=dk.folder.name, release=dk.release)
+
+
+def assemble_debug(dk: DebugKernel, out: Path, keys: Keys, fingerprint: str,
+                   progress: Callable[[str], None]) -> None:
+    """Write the debug kernel's guest image to ``out`` (the counterpart of :func:`assemble.assemble`)."""
+    started = time.monotonic()
+    release = dk.release
+    if not has_pvh_note(dk.boot_kernel.read_bytes()):
+        raise ImageError(f"{dk.boot_kernel} has no PVH note (XEN_ELFNOTE_PHYS32_ENTRY); rebuild the debug "
+                         "kernel with CONFIG_PVH=y.")
+    kernel_file, vmlinuz = out / f"vmlinux-{release}", out / f"vmlinuz-{release}"
+    shutil.copyfile(dk.boot_kernel, kernel_file)
+    shutil.copyfile(ensure_bzimage(dk, progress), vmlinuz)
+    shutil.copyfile(dk.build_dir / ".config", out / f"config-{release}")
+    pkg = package_of(dk)
+    kernel: dict[str, Any] = {
+        "pvh": True, "pvh_reason": "", "compression": "none",
+        "file": kernel_file.name, "sha256": sha256_file(kernel_file),
+        "vmlinuz": vmlinuz.name, "vmlinuz_sha256": sha256_file(vmlinuz),
+        "config": f"config-{release}",
+        "package": pkg.package, "version": pkg.version, "deb": "", "deb_sha256": "",
+        "debug_kernel": str(dk.folder),
+    }
+    try:
+        assemble_tree(ModuleTree(dk.module_root, release), kernel, out, keys, fingerprint, progress, started)
+    finally:
+        shutil.rmtree(out / "work", ignore_errors=True)
+
+
+__all__ = ["NAME_PREFIX", "assemble_debug", "is_debug_name", "package_of", "require"]
