@@ -94,10 +94,11 @@ def assemble(pkg: KernelPackage, out: Path, debs_dir: Path, keys: Keys, fingerpr
 
 
 def assemble_tree(tree: ModuleTree, kernel: dict[str, Any], out: Path, keys: Keys, fingerprint: str,
-                  progress: Callable[[str], None], started: float) -> None:
+                  progress: Callable[[str], None], started: float, extra_cmdline: str = "") -> None:
     """Write initramfs, modules copy and manifest.json to ``out`` for a kernel whose files are already
     there (``kernel``: the manifest's kernel fields, :func:`_kernel_files` plus the package's identity) and
-    whose modules are in ``tree``. Scratch files go to ``out/work``, which the caller removes."""
+    whose modules are in ``tree``. ``extra_cmdline`` is appended to both recommended command lines.
+    Scratch files go to ``out/work``, which the caller removes."""
     release = tree.release
     work = out / "work"
     if not (tree.moddir / "modules.dep").is_file():
@@ -124,8 +125,8 @@ def assemble_tree(tree: ModuleTree, kernel: dict[str, Any], out: Path, keys: Key
         "kernel": {"release": release, **kernel},
         "initrd": {"file": INITRD_NAME, "sha256": sha256_file(initrd), "size": initrd.stat().st_size,
                    "uncompressed_size": sum(len(e.data) for e in entries)},
-        "cmdline": cmdline_for(kernel["pvh"]),
-        "cmdline_bzimage": cmdline_for(False),
+        "cmdline": " ".join(filter(None, [cmdline_for(kernel["pvh"]), extra_cmdline])),
+        "cmdline_bzimage": " ".join(filter(None, [cmdline_for(False), extra_cmdline])),
         "ssh": {"user": "root", "client_public_key": keys.client_public, "host_public_key": keys.host_public},
         "host_packages": {p: package_version(p) for p in ("busybox-static", "dropbear-bin", "ethtool")},
         "modules_dir": modules_rel,

@@ -85,7 +85,7 @@ def ensure_image(kernel: str | None = None, *, progress: Callable[[str], None] =
     from .debugkernel import image as debug_image
 
     root = cache_dir()
-    debug = debug_image.require(kernel) if debug_image.is_debug_name(kernel) else None
+    debug = debug_image.require(kernel) if kernel and debug_image.is_debug_kernel(kernel) else None
     pkg = debug_image.package_of(debug) if debug else resolve_kernel(kernel, progress, root / "apt-memo.json")
     keys = ensure_keys(root / "keys")
     fingerprint = builder_fingerprint(keys)

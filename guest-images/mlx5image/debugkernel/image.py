@@ -14,13 +14,25 @@ from ..elf import has_pvh_note
 from ..errors import ImageError
 from ..keys import Keys
 from ..kmod import ModuleTree
-from .recipe import NAME_PREFIX, DebugKernel, ensure_bzimage, find, is_debug_name
+from .recipe import NAME_PREFIX, DebugKernel, by_release, ensure_bzimage, find, is_debug_name
+from .symbols import LOCALVERSION
+
+# kasan.fault=panic: the first KASAN report panics (mm/kasan/report.c: early_kasan_fault, end_report), so
+# pvpanic tells the orchestrator and the vmcore is taken while the freed object is still in KASAN's
+# quarantine; by default KASAN reports and the kernel runs on.
+CMDLINE = "kasan.fault=panic"
+
+
+def is_debug_kernel(spec: str | None) -> bool:
+    """``spec`` names a debug kernel: ``debug-6.1.192``, or its release ``6.1.192-mlx5lab-debug`` (what a
+    campaign records, ``campaign.runner.pinned_kernel``)."""
+    return is_debug_name(spec) or (spec is not None and spec.endswith(LOCALVERSION))
 
 
 def require(name: str) -> DebugKernel:
-    """The built debug kernel ``name``; ImageError saying how to build it when it is not (a build takes
-    20-40 minutes, too long to start implicitly from a boot or a campaign)."""
-    dk = find(name)
+    """The built debug kernel ``name`` (or release); ImageError saying how to build it when it is not (a
+    build takes 20-40 minutes, too long to start implicitly from a boot or a campaign)."""
+    dk = by_release(name) if name.endswith(LOCALVERSION) else find(name)
     if dk is None:
         raise ImageError(f"debug kernel {name} is not built; build it with 'make debug-kernel' "
                          f"(python -m mlx5image.debugkernel {name}; 20-40 minutes on two cores) and retry.")
@@ -55,9 +67,10 @@ def assemble_debug(dk: DebugKernel, out: Path, keys: Keys, fingerprint: str,
         "debug_kernel": str(dk.folder),
     }
     try:
-        assemble_tree(ModuleTree(dk.module_root, release), kernel, out, keys, fingerprint, progress, started)
+        assemble_tree(ModuleTree(dk.module_root, release), kernel, out, keys, fingerprint, progress, started,
+                      extra_cmdline=CMDLINE)
     finally:
         shutil.rmtree(out / "work", ignore_errors=True)
 
 
-__all__ = ["NAME_PREFIX", "assemble_debug", "is_debug_name", "package_of", "require"]
+__all__ = ["NAME_PREFIX", "assemble_debug", "is_debug_kernel", "package_of", "require"]

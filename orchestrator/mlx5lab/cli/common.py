@@ -20,7 +20,8 @@ def add_kernel(sp: argparse.ArgumentParser) -> None:
     """``--kernel``, and the driver's ``--patch``/``--module-src`` that every command with a guest takes."""
     sp.add_argument("--kernel", metavar="VERSION|PATH.deb", default=os.environ.get("MLX5LAB_KERNEL") or None,
                     help="guest kernel: a Debian kernel release of any suite from bullseye to sid "
-                         "(6.1.0-57-amd64, 6.12.118+deb13-amd64) or its .deb files, comma-separated; "
+                         "(6.1.0-57-amd64, 6.12.118+deb13-amd64) or its .deb files, comma-separated, or the "
+                         "debug kernel debug-6.1.192 (KASAN, lockdep; built by make debug-kernel); "
                          "default: what bookworm's linux-image-amd64 depends on")
     sp.add_argument("--patch", dest="patches", action="append", default=[], type=path, metavar="FILE",
                     help="a unified diff applied to the guest kernel's Debian mlx5 source, rebuilt out of tree "
