@@ -68,6 +68,12 @@ _GENERIC_PREFIXES = (
     "exc_", "asm_exc_", "asm_sysvec_", "_raw_spin_lock", "_raw_spin_unlock", "_raw_read_lock", "_raw_write_lock",
     "entry_SYSCALL", "dump_stack", "wait_for_completion", "__wait_for_common", "wait_for_common", "__asan_",
     "kasan_", "__kasan_", "lockdep_", "lock_acquire", "lock_release", "sysvec_", "rcu_", "secondary_startup_64",
+    # CONFIG_PROVE_LOCKING (the debug kernel): lock_acquire's worker reads the lock's dep_map first
+    # (kernel/locking/lockdep.c: __lock_acquire, __lock_release, hlock_class), and DEBUG_SPINLOCK, which it
+    # selects, checks the lock's magic (kernel/locking/spinlock_debug.c: do_raw_spin_lock,
+    # debug_spin_lock_before): a use-after-free of a lock's owner is reported there, not in its user.
+    "__lock_acquire", "__lock_release", "hlock_class", "do_raw_spin_", "do_raw_read_", "do_raw_write_",
+    "debug_spin_lock_",
 )
 
 
