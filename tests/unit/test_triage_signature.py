@@ -239,7 +239,7 @@ def test_json_shape() -> None:
     data = sig.to_json()
     assert set(data) == {"kind", "title", "signature", "guilty", "guilty_module", "first_line", "task", "rip",
                          "frames", "fault_address", "poisoned_address", "panic_reason", "tainted", "location",
-                         "earlier_reports"}
+                         "earlier_reports", "freed_by"}
     assert data["kind"] == "general protection fault" and data["frames"][1] == "dma_pool_alloc"
 
 
