@@ -107,7 +107,7 @@ def assemble_tree(tree: ModuleTree, kernel: dict[str, Any], out: Path, keys: Key
 
     progress(f"assembling the initramfs ({len(selection.shipped)} modules)")
     staging = work / "initramfs"
-    staging.mkdir()
+    staging.mkdir(parents=True)
     populate(staging, RootfsSpec(
         release=release, init_script=init_script(), module_root=tree.moddir,
         modules=[selection.paths[m] for m in selection.shipped], boot_modules=selection.boot,
