@@ -19,8 +19,11 @@ from .symbols import LOCALVERSION
 
 # kasan.fault=panic: the first KASAN report panics (mm/kasan/report.c: early_kasan_fault, end_report), so
 # pvpanic tells the orchestrator and the vmcore is taken while the freed object is still in KASAN's
-# quarantine; by default KASAN reports and the kernel runs on.
-CMDLINE = "kasan.fault=panic"
+# quarantine; by default KASAN reports and the kernel runs on. i8042.nokbd i8042.noaux
+# (drivers/input/serio/i8042.c): x86_64_defconfig builds the PS/2 drivers in, and atkbd_probe's
+# ps2_command waits held boot up (kernel_init in async_synchronize_full, a hung-task report) on a loaded
+# TCG host; the guest has no keyboard to probe.
+CMDLINE = "kasan.fault=panic i8042.nokbd i8042.noaux"
 
 
 def is_debug_kernel(spec: str | None) -> bool:
