@@ -8,7 +8,8 @@ Steps, all in ``cache_dir()/debug-kernels/<source version>-<fragment digest>/``:
    scripts/kconfig/confdata.c: conf_read_simple), ``olddefconfig``, then a check that every wanted symbol
    stuck (:func:`.kconfig.unstuck`);
 3. ``make vmlinux modules``; ``modules_install`` with ``INSTALL_MOD_STRIP=1`` into ``staging/``;
-   ``vmlinux.pvh``: vmlinux without debug sections, the kernel QEMU boots (its PVH note is kept);
+   ``vmlinux.pvh``: vmlinux without debug sections, its PVH note kept (the image checks the note but
+   boots the bzImage, made on first use by :func:`ensure_bzimage`: see ``image.PVH_REASON``);
 4. ``manifest.json``, written last: a folder without it is a failed or killed build, wiped by the next call
    (its ``build.log`` is read first, the error names it).
 

@@ -21,7 +21,8 @@ DETECTORS: tuple[Want, ...] = (
 )
 
 GUEST: tuple[Want, ...] = (
-    Want("PVH", "y", "arch/x86/Kconfig: the PVH ELF note QEMU's -kernel boots (mlx5image/vmlinux.py)"),
+    Want("PVH", "y", "arch/x86/Kconfig: the PVH ELF note QEMU's -kernel boots (mlx5image/vmlinux.py); "
+                     "this build's image boots its bzImage instead (debugkernel/image.py: PVH_REASON)"),
     Want("VIRTIO_PCI", "y", "initramfs.BOOT_MODULES: the user-networking NIC's bus"),
     Want("VIRTIO_NET", "y", "initramfs.BOOT_MODULES: the user-networking NIC (SSH)"),
     Want("PCI_MSI", "y", "drivers/pci/msi: mlx5_core's EQs use MSI-X vectors (pci_irq.c)"),
