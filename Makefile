@@ -11,7 +11,7 @@ KERNEL_OPT := $(if $(KERNEL),--kernel $(KERNEL),)
 export MLX5LAB_KERNEL := $(KERNEL)
 ITERATIONS ?= 3
 
-.PHONY: run test test-kernels test-soak test-verify-fix verify-seed-fixes test-quick setup host-packages venv qemu image lint bench clean-cache
+.PHONY: run test test-kernels test-soak test-verify-fix verify-seed-fixes test-debug-kernel debug-kernel test-quick setup host-packages venv qemu image lint bench clean-cache
 
 # The main job: a short reboot-vs-reader campaign on the negative control (stock mlx5_core) and on the
 # positive control (guard-reverted mlx5_core); prints both outcome tables and where the vmcores are.
@@ -21,7 +21,7 @@ run: setup
 # tests/unit needs no QEMU, no root and no cache; tests/host needs the set-up's artefacts but boots no guest;
 # tests/vm boots guests. Under `make test` a missing set-up artefact fails a test instead of skipping it.
 test: setup
-	MLX5LAB_FULL_TESTS=1 $(PY) -m pytest -q -m "not kernels and not soak and not verifyfix" tests
+	MLX5LAB_FULL_TESTS=1 $(PY) -m pytest -q -m "not kernels and not soak and not verifyfix and not debugkernel" tests
 
 # One Debian kernel of each suite (bullseye, bookworm, trixie, sid) boots with the card: about 350 MB of
 # packages downloaded once, then one guest boot per kernel (2.7 min from an empty cache; README, "Kernels and patches").
@@ -54,6 +54,17 @@ verify-seed-fixes: setup
 	done | tee $(VERIFY_OUT)/verdicts.txt; \
 	grep -q "^vendor-style: exit status 1 " $(VERIFY_OUT)/verdicts.txt && \
 	grep -q "^seed-proposal: exit status 0 " $(VERIFY_OUT)/verdicts.txt
+
+# The debug kernel (KASAN, lockdep, hung-task and soft-lockup detectors) from Debian's linux-source, built
+# once into the cache: about 35 minutes on two busy cores (README, "The debug kernel"). Not part of setup.
+DEBUG_KERNEL ?= debug-6.1.192
+debug-kernel: venv
+	@scripts/setup-host.sh debug-kernel
+	nice -n 15 $(PY) -m mlx5image.debugkernel $(DEBUG_KERNEL)
+
+# The guest boots the debug kernel with the card; the no-poison positive control gives a KASAN report.
+test-debug-kernel: setup debug-kernel
+	MLX5LAB_FULL_TESTS=1 MLX5LAB_DEBUG_KERNEL=$(DEBUG_KERNEL) $(PY) -m pytest -q -s -m debugkernel tests/vm/test_debug_kernel.py
 
 test-quick: venv
 	$(PY) -m pytest -q tests/unit

@@ -14,6 +14,13 @@ PACKAGES=(
     chromium
 )
 
+# `scripts/setup-host.sh debug-kernel`: what building the debug kernel needs beyond the above
+# (guest-images/mlx5image/debugkernel: bc for kernel/time/timeconst.bc, libelf-dev for objtool,
+# libssl-dev for scripts/sign-file and certs/extract-cert).
+if [ "${1:-}" = debug-kernel ]; then
+    PACKAGES=(build-essential bc flex bison libelf-dev libssl-dev xz-utils kmod)
+fi
+
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -83,15 +83,31 @@ def assemble(pkg: KernelPackage, out: Path, debs_dir: Path, keys: Keys, fingerpr
     files = extract([deb, *parts], work / "deb", release)
     unpacked = files.root
     kernel = _kernel_files(files, release, out, progress)
+    kernel.update({"package": pkg.package, "version": pkg.version, "deb": deb.name, "deb_sha256": deb_sha,
+                   **({"suite": pkg.suite} if pkg.suite else {}),
+                   **({"parts": [{"package": p.package, "version": pkg_part_version(p.package, d),
+                                  "deb": d.name, "sha256": sha256_file(d)} for p, d in zip(pkg.parts, parts,
+                                                                                          strict=True)]}
+                      if pkg.parts else {})})
+    assemble_tree(ModuleTree(unpacked, release), kernel, out, keys, fingerprint, progress, started)
+    shutil.rmtree(work)
 
-    tree = ModuleTree(unpacked, release)
+
+def assemble_tree(tree: ModuleTree, kernel: dict[str, Any], out: Path, keys: Keys, fingerprint: str,
+                  progress: Callable[[str], None], started: float, extra_cmdline: str = "") -> None:
+    """Write initramfs, modules copy and manifest.json to ``out`` for a kernel whose files are already
+    there (``kernel``: the manifest's kernel fields, :func:`_kernel_files` plus the package's identity) and
+    whose modules are in ``tree``. ``extra_cmdline`` is appended to both recommended command lines.
+    Scratch files go to ``out/work``, which the caller removes."""
+    release = tree.release
+    work = out / "work"
     if not (tree.moddir / "modules.dep").is_file():
-        depmod(unpacked, release)
+        depmod(tree.root, release)
     selection = decompress_modules(tree, select_modules(tree))
 
     progress(f"assembling the initramfs ({len(selection.shipped)} modules)")
     staging = work / "initramfs"
-    staging.mkdir()
+    staging.mkdir(parents=True)
     populate(staging, RootfsSpec(
         release=release, init_script=init_script(), module_root=tree.moddir,
         modules=[selection.paths[m] for m in selection.shipped], boot_modules=selection.boot,
@@ -106,17 +122,11 @@ def assemble(pkg: KernelPackage, out: Path, debs_dir: Path, keys: Keys, fingerpr
         "builder_fingerprint": fingerprint,
         "build_time": datetime.now(UTC).isoformat(timespec="seconds"),
         "build_seconds": round(time.monotonic() - started, 2),
-        "kernel": {"release": release, "package": pkg.package, "version": pkg.version,
-                   "deb": deb.name, "deb_sha256": deb_sha, **kernel,
-                   **({"suite": pkg.suite} if pkg.suite else {}),
-                   **({"parts": [{"package": p.package, "version": pkg_part_version(p.package, d),
-                                  "deb": d.name, "sha256": sha256_file(d)} for p, d in zip(pkg.parts, parts,
-                                                                                          strict=True)]}
-                      if pkg.parts else {})},
+        "kernel": {"release": release, **kernel},
         "initrd": {"file": INITRD_NAME, "sha256": sha256_file(initrd), "size": initrd.stat().st_size,
                    "uncompressed_size": sum(len(e.data) for e in entries)},
-        "cmdline": cmdline_for(kernel["pvh"]),
-        "cmdline_bzimage": cmdline_for(False),
+        "cmdline": " ".join(filter(None, [cmdline_for(kernel["pvh"]), extra_cmdline])),
+        "cmdline_bzimage": " ".join(filter(None, [cmdline_for(False), extra_cmdline])),
         "ssh": {"user": "root", "client_public_key": keys.client_public, "host_public_key": keys.host_public},
         "host_packages": {p: package_version(p) for p in ("busybox-static", "dropbear-bin", "ethtool")},
         "modules_dir": modules_rel,
@@ -124,7 +134,6 @@ def assemble(pkg: KernelPackage, out: Path, debs_dir: Path, keys: Keys, fingerpr
         "modules": _module_records(tree, selection),
         "initramfs_files": initramfs_listing(entries),
     })
-    shutil.rmtree(work)
 
 
 def pkg_part_version(package: str, deb: Path) -> str:

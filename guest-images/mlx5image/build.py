@@ -42,10 +42,12 @@ def builder_fingerprint(keys: Keys) -> str:
     for part in (str(BUILDER_VERSION), keys.client_public, keys.host_public):
         h.update(part.encode() + b"\0")
     package = Path(__file__).parent
-    for src in sorted([*package.glob("*.py"), package / "init"]):
+    # debugkernel/image.py assembles debug kernels' images; the rest of that subpackage is the kernel
+    # recipe, whose output is named by the image's package version (the recipe's cache folder).
+    for src in sorted([*package.glob("*.py"), package / "init", package / "debugkernel" / "image.py"]):
         if src.name in VARIANT_MODULES:
             continue  # variants are overlays with their own cache keys (variants.py)
-        h.update(src.name.encode() + b"\0" + src.read_bytes() + b"\0")
+        h.update(str(src.relative_to(package)).encode() + b"\0" + src.read_bytes() + b"\0")
     for name, script in sorted(guest_scripts().items()):
         h.update(f"reader/{name}".encode() + b"\0" + script + b"\0")
     return h.hexdigest()
@@ -76,11 +78,15 @@ def ensure_image(kernel: str | None = None, *, progress: Callable[[str], None] =
     """Return the guest image for ``kernel``, building it first if it is not cached.
 
     ``kernel``: None for the kernel Debian's linux-image-amd64 depends on, a release such as
-    ``6.1.0-56-amd64``, or a path to a linux-image .deb. Raises :class:`ImageError` (one sentence saying
+    ``6.1.0-56-amd64``, a path to a linux-image .deb, or a built debug kernel's name (``debug-6.1.192``,
+    :mod:`mlx5image.debugkernel`). Raises :class:`ImageError` (one sentence saying
     what to do) when a package, file or host tool is missing.
     """
+    from .debugkernel import image as debug_image
+
     root = cache_dir()
-    pkg = resolve_kernel(kernel, progress, root / "apt-memo.json")
+    debug = debug_image.require(kernel) if kernel and debug_image.is_debug_kernel(kernel) else None
+    pkg = debug_image.package_of(debug) if debug else resolve_kernel(kernel, progress, root / "apt-memo.json")
     keys = ensure_keys(root / "keys")
     fingerprint = builder_fingerprint(keys)
     images = root / "images"
@@ -97,7 +103,10 @@ def ensure_image(kernel: str | None = None, *, progress: Callable[[str], None] =
         tmp = Path(tempfile.mkdtemp(dir=images, prefix=f".tmp-{pkg.release}-"))
         tmp.chmod(0o755)
         try:
-            assemble(pkg, tmp, root / "debs", keys, fingerprint, progress)
+            if debug is not None:
+                debug_image.assemble_debug(debug, tmp, keys, fingerprint, progress)
+            else:
+                assemble(pkg, tmp, root / "debs", keys, fingerprint, progress)
             _swap_into_place(tmp, folder)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -35,15 +35,19 @@ from typing import Any
 
 from .cache import cache_dir, cache_lock
 from .debpkg import KernelPackage, resolve_kernel, sha256_file
+from .debugkernel.image import package_of
+from .debugkernel.recipe import DebugKernel, by_release
+from .debugkernel.symbols import LOCALVERSION
 from .errors import ImageError
 from .hosttools import require_tool
 from .vulnerable.debs import ensure_headers, extract_mlx5_tree, fetch_source
-from .vulnerable.edits import VARIANT_B, TextEdit, apply_edits, recipe_digest
+from .vulnerable.edits import VARIANT_B, VARIANT_B_NOPOISON, TextEdit, apply_edits, recipe_digest
 from .vulnerable.kbuild import MAKE_VARS, STRIP_ARGS, kbuild, modinfo, strip_copy
 
 MODULE = "mlx5_core"
 _SCHEMA = 1
-BASES: dict[str, tuple[TextEdit, ...]] = {"stock": (), "vulnerable": VARIANT_B}
+BASES: dict[str, tuple[TextEdit, ...]] = {"stock": (), "vulnerable": VARIANT_B,
+                                          "vulnerable-nopoison": VARIANT_B_NOPOISON}
 MELLANOX = "drivers/net/ethernet/mellanox"
 # Files of a developer's tree that are not inputs (build products and editor droppings).
 _IGNORED_SUFFIXES = (".o", ".ko", ".mod", ".mod.c", ".cmd", ".a", ".order", ".symvers", ".orig", ".rej", ".swp")
@@ -242,6 +246,18 @@ def apply_patch(patch: Path, mellanox: Path, shown_as: str) -> str:
     return f"patch {shown_as}: " + ", ".join(targets)
 
 
+def debug_kernel_of(release: str) -> DebugKernel | None:
+    """The built debug kernel of ``release`` (:mod:`mlx5image.debugkernel`); None for Debian's kernels.
+    A debug kernel's release that is not built is an error, not a lookup in apt."""
+    if not release.endswith(LOCALVERSION):
+        return None
+    dk = by_release(release)
+    if dk is None:
+        raise ImageError(f"{release} is a debug kernel release, but that kernel is not built; run "
+                         "'make debug-kernel' and retry.")
+    return dk
+
+
 # -- the build ------------------------------------------------------------------------------------------
 
 
@@ -270,6 +286,7 @@ def build(pkg: KernelPackage, recipe: Recipe, digest: str, out: Path, log: Path,
     """Build into the empty folder ``out``; return the manifest fields."""
     started = time.monotonic()
     release, version = pkg.release, pkg.version
+    debug = debug_kernel_of(release)
     if pkg.apt_options:
         # Debian's headers name the compiler the kernel was built with (the headers package depends on
         # gcc-N-for-host of the kernel's own suite) and ship kbuild tools linked against that suite's libc,
@@ -278,8 +295,12 @@ def build(pkg: KernelPackage, recipe: Recipe, digest: str, out: Path, log: Path,
                          f"host, but it is a Debian {pkg.suite or 'other-suite'} kernel that the host's apt does "
                          "not carry (nor its compiler); build on a host of that suite, or use a kernel of this "
                          "host's suite.")
-    headers = ensure_headers(release, version, progress)
-    src = fetch_source(release, version, cache_dir() / "debs", progress, pkg.apt_options)
+    if debug is not None:  # its build tree is its headers; its source is the one it was built from
+        headers = debug.build_dir
+        src = fetch_source(release, debug.source_version, cache_dir() / "debs", progress)
+    else:
+        headers = ensure_headers(release, version, progress)
+        src = fetch_source(release, version, cache_dir() / "debs", progress, pkg.apt_options)
     mellanox = extract_mlx5_tree(src.path, out / "src", progress)
     summary: list[str] = []
     if recipe.module_src is not None:
@@ -329,7 +350,8 @@ def build_module(kernel_release: str, recipe: Recipe, *, progress: Callable[[str
     :func:`build` (tests). Raises :class:`ImageError` saying what to do.
     """
     root = cache_dir()
-    pkg = resolve_kernel(kernel_release, progress, root / "apt-memo.json")
+    debug = debug_kernel_of(kernel_release)
+    pkg = package_of(debug) if debug else resolve_kernel(kernel_release, progress, root / "apt-memo.json")
     digest = recipe.digest(pkg.version)
     base = root / "modules" / kernel_release
     base.mkdir(parents=True, exist_ok=True)

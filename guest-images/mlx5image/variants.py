@@ -22,7 +22,7 @@ from .cpio import Entry, write_archive
 from .errors import ImageError
 from .image import GuestImage
 
-VARIANTS = ("stock", "vulnerable")
+VARIANTS = ("stock", "vulnerable", "vulnerable-nopoison")
 MLX5_CORE_REL = "kernel/drivers/net/ethernet/mellanox/mlx5/core/mlx5_core.ko"
 READER_GUEST_PATH = "bin/mlx5-reader"
 

@@ -255,3 +255,20 @@ def test_kind_from_stack(names: list[str], kind: CrashKind) -> None:
 ])
 def test_strip_numbers(raw: str, clean: str) -> None:
     assert strip_numbers(raw) == clean
+
+
+def test_kasan_on_a_lockdep_kernel_is_titled_by_the_locks_user() -> None:
+    # On the debug kernel (CONFIG_PROVE_LOCKING, DEBUG_SPINLOCK) the first touch of a freed lock is in
+    # lockdep or the spinlock debug checks; the title names the function that took the lock.
+    text = (DATA / "kasan-uaf.console.log").read_text()
+    for frame in ("__lock_acquire", "do_raw_spin_lock"):
+        lockdep = text.replace("use-after-free in _raw_spin_lock_irqsave+0x8b/0xf0",
+                               f"use-after-free in {frame}+0x4e/0x1c0")
+        lockdep = lockdep.replace("  _raw_spin_lock_irqsave+0x8b/0xf0\n",
+                                  f"  {frame}+0x4e/0x1c0\n  lock_acquire+0x1a0/0x2f0\n"
+                                  "  _raw_spin_lock_irqsave+0x8b/0xf0\n", 1)
+        assert lockdep != text
+        report = crash_report(lockdep)
+        assert report is not None
+        assert frame in [f.function for f in report.detail.frames]
+        assert report.title == "KASAN: use-after-free in dma_pool_alloc"

@@ -239,7 +239,7 @@ def test_json_shape() -> None:
     data = sig.to_json()
     assert set(data) == {"kind", "title", "signature", "guilty", "guilty_module", "first_line", "task", "rip",
                          "frames", "fault_address", "poisoned_address", "panic_reason", "tainted", "location",
-                         "earlier_reports"}
+                         "earlier_reports", "freed_by"}
     assert data["kind"] == "general protection fault" and data["frames"][1] == "dma_pool_alloc"
 
 
@@ -247,3 +247,20 @@ def test_no_report() -> None:
     assert parse_oops("[    1.0] hello\n[    2.0] world\n") is None
     assert parse_console("[    0.000000] Linux version 6.1.0\nSSH-READY 2.1\n") is None
     assert console_verdict(None) == "no crash report in the console."
+
+
+def test_kasan_use_after_free_names_who_freed_the_pool() -> None:
+    sig = parse_console((DATA / "kasan-uaf.console.log").read_text())
+    assert sig is not None and sig.kind == "KASAN: use-after-free"
+    assert [str(f) for f in sig.freed_by[:3]] == ["dma_pool_destroy", "mlx5lab_cmd_destroy_pool [mlx5_core]",
+                                                  "shutdown [mlx5_core]"]
+    assert "freed_by" in sig.to_json() and sig.to_json()["freed_by"][0] == "dma_pool_destroy"
+    verdict = console_verdict(sig)
+    assert verdict.startswith("use-after-free of an mlx5 command dma_pool: KASAN caught `mlx5-reader` (pid 166)")
+    assert "at 0xffff8880073c0190 in dma_pool_alloc via speed_show" in verdict
+    assert "dma_pool_destroy <- mlx5lab_cmd_destroy_pool <- shutdown" in verdict
+
+
+def test_other_reports_have_no_free_stack() -> None:
+    sig = parse_oops(VULN_OOPS.read_text())
+    assert sig is not None and sig.freed_by == []

@@ -148,6 +148,40 @@ VARIANT_B: tuple[TextEdit, ...] = (
 )
 
 
+_HELPER_BODY_NOPOISON = f"""
+/* mlx5lab Variant B without poisoning (positive control, undoes G1): free the command pool at
+ * shutdown as the 3.10 unload did and leave dev->cmd.pool pointing at the freed struct dma_pool, so
+ * the next dma_pool_alloc() reads freed memory (KASAN reports it; without KASAN it goes unnoticed).
+ * Under RTNL, as in the poisoning helper.
+ */
+void {HELPER}(struct mlx5_core_dev *dev)
+{{
+\trtnl_lock();
+\tdestroy_msg_cache(dev);
+\tdma_pool_destroy(dev->cmd.pool);
+\trtnl_unlock();
+\tmlx5_core_warn(dev, "mlx5lab: command dma_pool destroyed at shutdown (positive control, not poisoned)\\n");
+}}
+"""
+
+
+def _without_poison(edit: TextEdit) -> TextEdit:
+    if edit.name != "b/helper":
+        return edit
+    replacement = edit.replacement.replace(_HELPER_BODY, _HELPER_BODY_NOPOISON)
+    assert replacement != edit.replacement
+    return TextEdit(edit.name, edit.file, edit.anchor, replacement,
+                    f"cmd.c: new {HELPER}() after mlx5_cmd_cleanup(): under rtnl_lock(), destroy_msg_cache(), "
+                    "dma_pool_destroy(dev->cmd.pool), the stale pointer kept (undoes G1)")
+
+
+# Variant B with G1's helper leaving the stale pool pointer in place on every kernel. Variant B itself
+# already skips the poisoning when CONFIG_KASAN is set (the #ifndef in _HELPER_BODY); this one states it
+# in the module's source, so the same use-after-free is silent on Debian's kernel and a KASAN report on
+# the debug kernel (mlx5image.debugkernel).
+VARIANT_B_NOPOISON: tuple[TextEdit, ...] = tuple(_without_poison(e) for e in VARIANT_B)
+
+
 def recipe_digest(edits: Sequence[TextEdit], *extra: str) -> str:
     """A digest of everything that decides the built module besides the kernel package itself."""
     h = hashlib.sha256(f"recipe {RECIPE_VERSION}\0".encode())

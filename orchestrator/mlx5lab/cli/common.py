@@ -20,7 +20,8 @@ def add_kernel_release(sp: argparse.ArgumentParser) -> None:
     """``--kernel`` alone (``verify-fix`` takes its patches its own way)."""
     sp.add_argument("--kernel", metavar="VERSION|PATH.deb", default=os.environ.get("MLX5LAB_KERNEL") or None,
                     help="guest kernel: a Debian kernel release of any suite from bullseye to sid "
-                         "(6.1.0-57-amd64, 6.12.118+deb13-amd64) or its .deb files, comma-separated; "
+                         "(6.1.0-57-amd64, 6.12.118+deb13-amd64) or its .deb files, comma-separated, or the "
+                         "debug kernel debug-6.1.192 (KASAN, lockdep; built by make debug-kernel); "
                          "default: what bookworm's linux-image-amd64 depends on")
 
 

@@ -25,6 +25,9 @@ _RIP = re.compile(r"^RIP: (?:0010:)?([\w.$]+)\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[([\w
 _FRAME = re.compile(r"^(\? )?([\w.$]+)\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[([\w-]+)[^\]]*\])?\s*$")
 # The end of the crashing stack: the task section is the outermost one on x86 (arch/x86/kernel/dumpstack.c:
 # show_trace_log_lvl); KASAN's allocation and free stacks follow (mm/kasan/report.c: print_track).
+_FREED = re.compile(r"^Freed by task \d+:")
+_FREE_MACHINERY = ("kasan_", "__kasan_", "____kasan_", "kmem_cache_free", "__kmem_cache_free", "kfree",
+                   "slab_free", "__slab_free", "do_slab_free", "qlist_", "quarantine_")
 _TRACE_END = re.compile(r"^(?:</TASK>|(?:Allocated|Freed) by task \d+:)")
 _SUFFIX = re.compile(r"(?:\.(?:cold|isra|constprop|part|llvm|lto_priv|localalias)(?:\.\d+)?)+$")
 _PANIC = re.compile(r"^Kernel panic - not syncing: (.*)$")
@@ -68,6 +71,12 @@ _GENERIC_PREFIXES = (
     "exc_", "asm_exc_", "asm_sysvec_", "_raw_spin_lock", "_raw_spin_unlock", "_raw_read_lock", "_raw_write_lock",
     "entry_SYSCALL", "dump_stack", "wait_for_completion", "__wait_for_common", "wait_for_common", "__asan_",
     "kasan_", "__kasan_", "lockdep_", "lock_acquire", "lock_release", "sysvec_", "rcu_", "secondary_startup_64",
+    # CONFIG_PROVE_LOCKING (the debug kernel): lock_acquire's worker reads the lock's dep_map first
+    # (kernel/locking/lockdep.c: __lock_acquire, __lock_release, hlock_class), and DEBUG_SPINLOCK, which it
+    # selects, checks the lock's magic (kernel/locking/spinlock_debug.c: do_raw_spin_lock,
+    # debug_spin_lock_before): a use-after-free of a lock's owner is reported there, not in its user.
+    "__lock_acquire", "__lock_release", "hlock_class", "do_raw_spin_", "do_raw_read_", "do_raw_write_",
+    "debug_spin_lock_",
 )
 
 
@@ -104,6 +113,9 @@ class OopsSignature:
     tainted: str | None = None
     location: str | None = None  # file:line from "kernel BUG at" / "WARNING: ... at"
     earlier_reports: list[str] = field(default_factory=list)  # e.g. WARNINGs before the fatal report
+    # KASAN's "Freed by task N:" stack (mm/kasan/report.c: print_track), its own machinery left out:
+    # who freed the object the report is about
+    freed_by: list[Frame] = field(default_factory=list)
     crash_kind: CrashKind = CrashKind.KERNEL_PANIC
     is_panic: bool = False  # a "Kernel panic - not syncing" line ends this crash
 
@@ -111,6 +123,7 @@ class OopsSignature:
         data = asdict(self)
         del data["crash_kind"], data["is_panic"]
         data["frames"] = [str(f) for f in self.frames]
+        data["freed_by"] = [str(f) for f in self.freed_by]
         return data
 
 
@@ -211,6 +224,29 @@ def _signature(kind: str, frames: list[Frame]) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
+def _freed_by(body: list[str]) -> list[Frame]:
+    """The frames under KASAN's "Freed by task N:" up to the next blank or section line, without the
+    KASAN and slab functions that record the free (kasan_save_stack ... __kmem_cache_free)."""
+    out: list[Frame] = []
+    inside = False
+    for line in body:
+        s = line.strip()
+        if _FREED.match(s):
+            inside = True
+            continue
+        if not inside:
+            continue
+        fm = _FRAME.match(s)
+        if fm is None:
+            if out:
+                break
+            continue
+        name = normalize_function(fm.group(2))
+        if not fm.group(1) and not name.startswith(_FREE_MACHINERY):
+            out.append(Frame(name, fm.group(3)))
+    return out
+
+
 def parse_oops(text: str, table: Sequence[Rule] = TABLE) -> OopsSignature | None:
     """Parse an oops text (oops.txt, or any text that starts at a report line); None if it holds no report."""
     lines = [strip_timestamp(x) for x in text.splitlines()]
@@ -248,6 +284,7 @@ def _fill_details(sig: OopsSignature, body: list[str], run: list[str]) -> None:
         if sig.location is None and (m := _BUG_AT.match(line) or _WARN_AT.match(line)):
             sig.location = m.group(1)
     sig.panic_reason = next((m.group(1).strip() for line in run if (m := _PANIC.match(line))), None)
+    sig.freed_by = _freed_by(body)
     first = body[0]
     # Reports whose own first line names the task that is stuck, rather than the one that printed.
     if (m := _HUNG.match(first)) is not None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlx5image import debpkg
+from mlx5image import debpkg, debugkernel
 from mlx5image.cache import cache_dir, cache_lock
 from mlx5image.debpkg import KernelPackage, parse_stanza
 from mlx5image.errors import ImageError
@@ -69,8 +69,25 @@ def _module_name(ko: Path) -> str:
     return ko.name.removesuffix(".ko").replace("-", "_")
 
 
+def debug_kernel_debuginfo(release: str) -> DebugInfo | None:
+    """A debug kernel's own debug info (mlx5image.debugkernel): the build tree's vmlinux, which has DWARF,
+    and its unstripped modules; None when ``release`` is not a built debug kernel's."""
+    dk = debugkernel.by_release(release)
+    if dk is None:
+        return None
+    modules = {}
+    for pattern in MODULE_PATTERNS:
+        for ko in sorted(dk.build_dir.glob(f"drivers/**/{pattern.removeprefix('*/')}")):
+            modules[_module_name(ko)] = ko
+    return DebugInfo(release=release, vmlinux=dk.vmlinux, modules=modules)
+
+
 def find_debuginfo(release: str) -> DebugInfo | None:
-    """The cached debug info for ``release``, or None when it was never (completely) extracted."""
+    """The cached debug info for ``release``, or None when it was never (completely) extracted.
+
+    A debug kernel needs no extraction: its build tree is its debug info."""
+    if release.endswith(debugkernel.LOCALVERSION):
+        return debug_kernel_debuginfo(release)
     folder = debuginfo_dir(release)
     vmlinux = folder / f"vmlinux-{release}"
     if not (folder / STAMP).is_file() or not vmlinux.is_file():
@@ -246,6 +263,9 @@ def fetch_debuginfo(release: str, *, progress: Progress = print, keep_deb: bool 
     cached = find_debuginfo(release)
     if cached is not None:
         return cached
+    if release.endswith(debugkernel.LOCALVERSION):
+        raise Mlx5LabError(f"{release} is a debug kernel that is not built (its build tree is its debug "
+                           "info; there is no -dbg package); run 'make debug-kernel'.")
     root = debuginfo_root()
     with cache_lock(root / f".{release}.lock"):
         cached = find_debuginfo(release)

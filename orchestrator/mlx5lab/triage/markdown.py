@@ -131,6 +131,8 @@ def render_markdown(r: dict[str, Any]) -> str:
                                                    if con.get("fault_address") else ""))
             lines.append("")
         lines += ["```", *con["frames"], "```", ""]
+        if con.get("freed_by"):
+            lines += ["Freed by (KASAN's free stack):", "", "```", *con["freed_by"], "```", ""]
         if con.get("earlier_reports"):
             lines += ["Earlier reports in the same log:", *(f"- `{x}`" for x in con["earlier_reports"]), ""]
     t = r.get("timings") or {}

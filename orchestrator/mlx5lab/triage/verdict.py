@@ -117,6 +117,14 @@ def console_verdict(sig: OopsSignature | None) -> str:
         return (f"likely use-after-free of an mlx5 command dma_pool: {who} faulted on the poison address "
                 f"{sig.fault_address} in dma_pool_alloc via {path} (console only; the vmcore triage names the "
                 "function, its pool and the task shutting it down).")
+    if mlx5 and "dma_pool_alloc" in names and sig.kind == "KASAN: use-after-free":
+        path = " -> ".join(n for n in reversed(names) if n in ("speed_show", "duplex_show", *mlx5))
+        freer = [f.function for f in sig.freed_by]
+        freed = (f"; KASAN's free stack: {' <- '.join(freer[:4])}" if freer else "")
+        destroyed = "dma_pool_destroy" in freer
+        return (f"{'use-after-free' if destroyed else 'likely use-after-free'} of an mlx5 command dma_pool: "
+                f"KASAN caught {who} accessing the freed struct dma_pool at {sig.fault_address} in dma_pool_alloc "
+                f"via {path}{freed} (console only; the vmcore triage names the function and its pool's state).")
     if mlx5:
         return f"{sig.title} by {who} in mlx5_core code ({', '.join(mlx5[:3])}); console only."
     return f"{sig.title} by {who}; no mlx5_core frames in the trace; not an mlx5 race (console only)."
