@@ -46,12 +46,17 @@ def test_a_seed_that_misses_counts_at_the_limit() -> None:
     lines = bench.find_lines([hit, miss, miss2], 30 * 60)
     assert "found by 1/3" in lines[0]
     assert "median programs to the first dma_pool use-after-free 50" in lines[1] and "median minutes 30.0" in lines[1]
-    assert lines[2].endswith("met")  # 30 min is within the target, counted at the limit
+    assert lines[2].endswith("MISSED")  # one seed in three is not a median within the target
+    short = bench.find_lines([hit, miss, miss2], 12 * 60)
+    assert short[2].endswith("not shown: fewer than half the seeds found it within a 12 min limit")
+    two = bench.find_lines([hit, hit, miss], 30 * 60)
+    assert two[2].endswith("met")
 
 
 def test_stock_run_counts_outcomes_and_infrastructure(tmp_path: Path) -> None:
     fig = bench.stock_run(tmp_path / "stock", duration_s=0.5, seed=2, kernel=None, progress=lambda _m: None,
                           minimize_tries=0, repro_runs=1)
     assert fig.programs >= 1 and sum(fig.outcomes.values()) == fig.programs and fig.infra == 0
+    assert fig.run_s == fig.programs * 1.0  # the simulated iterations each say 1 s
     text = "\n".join(bench.stock_lines(fig))
     assert "infrastructure 0.0%" in text and "met" in text

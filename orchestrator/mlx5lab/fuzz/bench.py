@@ -109,8 +109,14 @@ class StockFigure:
     programs: int = 0
     infra: int = 0
     wall_s: float = 0.0
+    run_s: float = 0.0  # the programs' own iterations (boot to verdict), minimisation runs not included
     outcomes: dict[str, int] = field(default_factory=dict)
     bugs: list[BugFigure] = field(default_factory=list)
+
+    @property
+    def per_run_hour(self) -> float:
+        """Programs per hour of their own iterations: the rate without new bugs' minimisation."""
+        return self.programs / self.run_s * 3600 if self.run_s else 0.0
 
     @property
     def infra_share(self) -> float:
@@ -167,6 +173,7 @@ def stock_run(workdir: Path, *, duration_s: float, seed: int, kernel: str | None
     fig = StockFigure(workdir, programs=fuzzer.done, infra=fuzzer.infra, wall_s=time.monotonic() - t0)
     for e in fuzzer.journal.load():  # the programs of the run (minimisation runs are not journaled)
         fig.outcomes[e.outcome.value] = fig.outcomes.get(e.outcome.value, 0) + 1
+        fig.run_s += e.duration_s
     fig.bugs = [BugFigure.of(b) for b in fuzzer.store.bugs()]
     return fig
 
@@ -183,7 +190,11 @@ def find_lines(figs: list[SeedFigure], limit_s: float) -> list[str]:
         lines.append(f"  median programs to the first dma_pool use-after-free {statistics.median(programs):.0f}, "
                      f"median minutes {statistics.median(minutes):.1f} (not found: counted at the limit)")
         med = statistics.median(minutes)
-        lines.append(f"  target: found within {TARGET_MINUTES:.0f} min: {'met' if med <= TARGET_MINUTES else 'MISSED'}")
+        if 2 * len(found) <= len(figs) and limit_s / 60 < TARGET_MINUTES:
+            verdict = f"not shown: fewer than half the seeds found it within a {limit_s / 60:.0f} min limit"
+        else:
+            verdict = "met" if 2 * len(found) > len(figs) and med <= TARGET_MINUTES else "MISSED"
+        lines.append(f"  target: found within {TARGET_MINUTES:.0f} min: {verdict}")
     for f in figs:
         t = f.target
         if t is None or t.repro_ops is None:
@@ -195,7 +206,8 @@ def find_lines(figs: list[SeedFigure], limit_s: float) -> list[str]:
 
 
 def stock_lines(fig: StockFigure) -> list[str]:
-    lines = [f"stock driver, {fig.wall_s / 60:.0f} min: {fig.programs} programs ({fig.per_hour:.0f} per hour), "
+    lines = [f"stock driver, {fig.wall_s / 60:.0f} min: {fig.programs} programs ({fig.per_hour:.0f} per hour of wall "
+             f"time with new bugs' minimisation, {fig.per_run_hour:.0f} per hour of program iterations), "
              f"outcomes {fig.outcomes}, infrastructure {fig.infra_share:.1%} "
              f"(target under {TARGET_INFRA:.0%}: {'met' if fig.infra_share < TARGET_INFRA else 'MISSED'})",
              f"  work folder {fig.workdir}"]
