@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -93,22 +94,26 @@ class QmpConnection:
             if time.monotonic() > deadline or not alive():
                 raise ConnectionError(f"QEMU did not create its QMP socket {self.socket_path}")
             time.sleep(0.01)
-        # The socket exists from QEMU's bind(), before its listen(): an attempt in between is refused, and
-        # qemu.qmp logs each refusal at ERROR. The retries are expected; only the last failure is reported.
-        library_log = logging.getLogger("qemu.qmp")  # the level of its child loggers (theirs are unset)
-        level = library_log.level
-        library_log.setLevel(logging.CRITICAL)
-        try:
-            while True:
+        # The socket exists from QEMU's bind(), before its listen(): a connect in between is refused, and
+        # qemu.qmp logs each refusal at ERROR. A plain connect that is closed at once waits for the listen
+        # quietly (QEMU takes the next client when this one hangs up); then qemu.qmp connects once.
+        while True:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
                 try:
-                    self._call(self._client.connect(str(self.socket_path)), timeout=5)
+                    probe.connect(str(self.socket_path))
                     break
-                except Exception as exc:  # qemu.qmp wraps socket errors in its own ConnectError
+                except (ConnectionRefusedError, FileNotFoundError) as exc:
                     if time.monotonic() > deadline or not alive():
                         raise ConnectionError(f"QMP socket {self.socket_path} did not answer: {exc}") from exc
-                    time.sleep(0.02)
-        finally:
-            library_log.setLevel(level)
+            time.sleep(0.01)
+        while True:
+            try:
+                self._call(self._client.connect(str(self.socket_path)), timeout=5)
+                break
+            except Exception as exc:  # qemu.qmp wraps socket errors in its own ConnectError
+                if time.monotonic() > deadline or not alive():
+                    raise ConnectionError(f"QMP socket {self.socket_path} did not answer: {exc}") from exc
+                time.sleep(0.02)
         self._listener_task = self._call(self._start_listener(), timeout=5)
 
     async def _start_listener(self) -> asyncio.Task[None]:
