@@ -44,9 +44,10 @@ def test_executor_runs_every_kind_with_timings(image: GuestImage, tmp_path: Path
     assert r.outcome.value == "clean", r
     exec_ = json.loads((tmp_path / "runs" / "replay-001" / "exec.jsonl").read_text())
     assert exec_["ended"] and exec_["event"] is None
+    assert not exec_["note"], exec_  # the executor's own record was read whole
     records = {rec["op"]: rec for rec in exec_["records"]}
     assert set(records) == {0, 1, 3, 4, 5, 6}  # every op but the sleep and the wait
-    assert records[0]["mode"] == "bg" and records[0]["out"]["ok"] > 0  # the reader's own counts
+    assert records[0]["mode"] == "bg" and records[0]["out"]["ok"] > 0, exec_  # the reader's own counts
     assert records[4]["mode"] == "fg" and records[4]["rc"] == 0 and records[4]["end"] > records[4]["start"]
     assert records[0]["start"] < records[4]["start"] < records[0]["end"]  # the reader ran across the path
     assert {d["idx"] for d in exec_["device"]} == {3, 5, 6} and not any(d["error"] for d in exec_["device"])

@@ -23,6 +23,7 @@ from .compile import Compiled, HostAction, compile_program
 from .program import Program
 
 PROGRAM_PATH = "/tmp/mlx5lab-program.sh"
+RECORD_PATH = "/tmp/mlx5lab-exec.jsonl"  # where guest-images/reader/mlx5lab-exec writes its record
 _DEV = re.compile(r"MLX5LAB-DEV (\d+)")
 _OP = re.compile(r"\[\s*(\d+\.\d+)\] MLX5LAB-OP (\d+) (start|end)(?: rc=(-?\d+))?")
 END_MARKER = "MLX5LAB-EXEC end"
@@ -108,6 +109,21 @@ class _Host:
             t.cancel()
 
 
+def _read_guest_record(m: Machine, attempts: int = 3) -> tuple[str, str]:
+    """The executor's record file (and "" as the note), or "" and why it could not be read. A failed read
+    is tried again on a new SSH connection: the guest is up (it printed its end marker), so a lost channel
+    or connection is the host's problem, not the program's."""
+    why = ""
+    for attempt in range(attempts):
+        try:
+            if attempt:
+                m.reconnect_ssh(timeout=20)
+            return m.run(f"cat {RECORD_PATH}", timeout=30).stdout, ""
+        except Exception as exc:  # noqa: BLE001 - the console markers stand in
+            why = f"the executor's record could not be read ({attempt + 1} tries): {type(exc).__name__}: {exc}"
+    return "", why
+
+
 def execute(m: Machine, program: Program, *, timeout_s: float) -> ExecReport:
     """Run ``program`` on ``m`` (booted, SSH up) until it ends, the guest stops, or ``timeout_s`` passes."""
     compiled = compile_program(program)
@@ -146,16 +162,13 @@ def execute(m: Machine, program: Program, *, timeout_s: float) -> ExecReport:
     from_console = {r["op"]: r for r in _records_from_console(m.console_text()[report.console_offset:])}
     from_guest: dict[int, dict[str, Any]] = {}
     if report.ended:
-        try:
-            out = m.run("cat /tmp/mlx5lab-exec.jsonl", timeout=30).stdout
-            for line in out.splitlines():
-                try:
-                    rec = json.loads(line)
-                    from_guest[int(rec["op"])] = rec
-                except (ValueError, KeyError, TypeError):
-                    report.note = f"unreadable executor record: {line[:200]}"
-        except Exception as exc:  # noqa: BLE001 - the console markers stand in
-            report.note = f"the executor's record could not be read: {type(exc).__name__}: {exc}"
+        out, report.note = _read_guest_record(m)
+        for line in out.splitlines():
+            try:
+                rec = json.loads(line)
+                from_guest[int(rec["op"])] = rec
+            except (ValueError, KeyError, TypeError):
+                report.note = f"unreadable executor record: {line[:200]}"
     for d in host.actions:  # device markers seen on the console, if the guest's record lacks them
         from_console.setdefault(d.idx, {"op": d.idx, "mode": "dev", "start": None, "end": None, "rc": 0})
     merged = {**from_console, **from_guest}

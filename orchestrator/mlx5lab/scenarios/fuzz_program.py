@@ -67,7 +67,7 @@ def wedged(m: Machine, speeds: list[int]) -> str:
         if m.shell is None:
             raise
         try:
-            m.shell.connect(time.monotonic() + 20)
+            m.reconnect_ssh(timeout=20)
             return _wedge_check(m, speeds, script)
         except (TimeoutError, EOFError, ConnectionError) as exc:
             return f"the guest stopped answering after the program: {type(exc).__name__}: {exc}"

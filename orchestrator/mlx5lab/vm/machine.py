@@ -256,6 +256,12 @@ class Machine:
                 self.shell.connect(deadline)
         return time.monotonic() - self.started_at
 
+    def reconnect_ssh(self, timeout: float = 20.0) -> None:
+        """A new SSH connection to the running guest (no new boot marker is waited for)."""
+        if self.shell is None:
+            raise Mlx5LabError("guest SSH is not connected (call wait_ssh first)")
+        self.shell.connect(time.monotonic() + timeout)
+
     def wait_init(self, timeout: float = 60.0) -> float:
         """Seconds from QEMU start to the first boot's init marker (the plain kernel boot time)."""
         return self.wait_console(INIT_MARKER, 1, timeout)

@@ -10,6 +10,7 @@ from pathlib import Path
 import paramiko
 
 log = logging.getLogger("mlx5lab.ssh")
+EOF_GRACE_S = 0.5  # how long a finished command's output may trail its exit status
 
 
 @dataclass
@@ -72,14 +73,22 @@ class GuestShell:
             chan.exec_command(command)
             out, err = bytearray(), bytearray()
             deadline = time.monotonic() + timeout
+            # Read to the end of both streams, not only to the exit status: RFC 4254 (section 6.10) does
+            # not order "exit-status" against the channel's last data, and a command's output must not be
+            # cut. A command whose background child keeps stdout open never sends EOF: after the status,
+            # EOF is waited for a moment only.
+            status_seen = 0.0
             while True:
                 if chan.recv_ready():
                     out += chan.recv(65536)
                 elif chan.recv_stderr_ready():
                     err += chan.recv_stderr(65536)
-                elif chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
+                elif chan.exit_status_ready() and (chan.eof_received or chan.closed or (
+                        status_seen and time.monotonic() - status_seen > EOF_GRACE_S)):
                     break
                 else:
+                    if chan.exit_status_ready() and not status_seen:
+                        status_seen = time.monotonic()
                     if time.monotonic() > deadline:
                         raise TimeoutError(f"guest command timed out after {timeout}s: {command}")
                     time.sleep(0.005)
