@@ -106,13 +106,17 @@ def bench_device(image: GuestImage, runs: int, speeds: list[int]) -> DeviceFigur
     return DeviceFigures(Spread(ports), latencies, rates)
 
 
-PHASES = (  # (label, timing key): where an iteration's time goes (scenarios/guest.py)
+PHASES = (  # (label, timing key): where an iteration's time goes (scenarios/guest.py, vm/machine.py)
     ("QEMU and device server start", "phase_start_s"),
     ("guest: kernel to init (uptime)", "guest_init_s"),
     ("guest: mlx5_core loaded (uptime)", "guest_mlx5_loaded_s"),
     ("guest: ports up (uptime)", "guest_ports_up_s"),
     ("guest: SSH ready (uptime)", "guest_ssh_ready_s"),
-    ("host: SSH ready (from QEMU start)", "ssh_ready_s"),
+    ("snapshot: RAM copied, QEMU up", "phase_qemu_start_s"),
+    ("snapshot: device state restored", "phase_restore_s"),
+    ("snapshot: card hot-plugged", "phase_hotplug_s"),
+    ("snapshot: card probed, ports up", "phase_card_up_s"),
+    ("host: SSH ready, ports up (QEMU start)", "ssh_ready_s"),
     ("scenario (program to verdict)", "phase_body_s"),
     ("teardown (QEMU, device server)", "phase_teardown_s"),
 )
@@ -128,13 +132,15 @@ def phase_lines(results: list[IterationResult]) -> list[str]:
     return lines
 
 
-def bench_race(image: GuestImage, runs: int, folder: Path, jobs: int = 1) -> tuple[Spread, dict[str, int]]:
-    """A campaign of ``runs`` iterations on ``image``, ``jobs`` at a time; per iteration, boot-to-verdict
-    seconds."""
+def bench_race(image: GuestImage, runs: int, folder: Path, jobs: int = 1,
+               boot: str = "classic") -> tuple[Spread, dict[str, int]]:
+    """A campaign of ``runs`` iterations on ``image``, ``jobs`` at a time, booted as ``boot`` says; per
+    iteration, boot-to-verdict seconds."""
     from .campaign.campaign import Campaign
     from .campaign.spec import CampaignSpec
 
-    campaign = Campaign.create(folder, CampaignSpec(kernel=None, variant=image.variant, iterations=runs, seed=1))
+    campaign = Campaign.create(folder, CampaignSpec(kernel=None, variant=image.variant, iterations=runs, seed=1,
+                                                    boot=boot))
     scenario = campaign.spec.make_scenario()
     durations: list[float] = []
 
@@ -146,7 +152,8 @@ def bench_race(image: GuestImage, runs: int, folder: Path, jobs: int = 1) -> tup
         return r
 
     campaign.run(one, jobs=jobs)
-    print(f"  phases of {runs} iteration(s), {jobs} at a time:", flush=True)
+    print(f"  phases of {runs} iteration(s), {boot} boot, {jobs} at a time (medians, seconds from the "
+          "iteration's start unless said):", flush=True)
     for line in phase_lines(campaign.ordered_results()):
         print(line, flush=True)
     return Spread(durations), dict(campaign.counts())

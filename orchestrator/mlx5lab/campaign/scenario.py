@@ -29,6 +29,7 @@ class IterationPlan:
     iteration: int
     seed: int
     delay_s: float
+    boot: str = "classic"  # how the guest starts (mlx5lab.vm.snapshot.BOOT_MODES); the campaign's choice
 
     def rng(self) -> random.Random:
         """A random source for this iteration alone (for scenarios that draw more than the delay)."""

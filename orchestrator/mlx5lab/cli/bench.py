@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mlx5image.build import GuestImage
 from mlx5image.variants import VARIANTS
 
 from . import common
@@ -43,17 +44,58 @@ def cmd_bench_race(args: argparse.Namespace) -> int:
     from ..bench import bench_race
 
     img = ensure_variant(common.image(args), args.variant, progress=common.progress)
-    for jobs in args.jobs:
-        common.progress(f"{args.runs} race iterations, variant {args.variant}, {jobs} guest(s) at a time")
-        with tempfile.TemporaryDirectory(prefix="mlx5lab-bench-race-") as tmp:
+    medians: dict[tuple[str, int], float] = {}
+    for boot in args.boot:
+        if boot == "snapshot":  # its one-time template is made here, outside the timed iterations
             t0 = time.monotonic()
-            spread, counts = bench_race(img, args.runs, Path(tmp) / "campaign", jobs=jobs)
-            wall = time.monotonic() - t0
-        print(spread.line(f"--jobs {jobs}: iteration, boot to verdict"))
-        print(f"{f'--jobs {jobs}: iterations per hour':<34} {args.runs / wall * 3600:6.0f} wall "
-              f"({3600 / statistics.median(spread.values):.0f} from the median iteration)   outcomes {counts}",
-              flush=True)
+            made = warm_snapshot(img)
+            common.progress(f"snapshot template {'made' if made else 'found'} in {time.monotonic() - t0:.1f} s "
+                            "(not counted below)")
+        for jobs in args.jobs:
+            label = f"--boot {boot} --jobs {jobs}"
+            common.progress(f"{args.runs} race iterations, variant {args.variant}, {boot} boot, "
+                            f"{jobs} guest(s) at a time")
+            with tempfile.TemporaryDirectory(prefix="mlx5lab-bench-race-") as tmp:
+                t0 = time.monotonic()
+                spread, counts = bench_race(img, args.runs, Path(tmp) / "campaign", jobs=jobs, boot=boot)
+                wall = time.monotonic() - t0
+            medians[boot, jobs] = statistics.median(spread.values)
+            print(spread.line(f"{label}: iteration, boot to verdict"))
+            print(f"{f'{label}: iterations per hour':<34} {args.runs / wall * 3600:6.0f} wall "
+                  f"({3600 / medians[boot, jobs]:.0f} from the median iteration)   outcomes {counts}", flush=True)
+    for jobs in args.jobs:
+        if ("classic", jobs) in medians and ("snapshot", jobs) in medians:
+            print(f"--jobs {jobs}: snapshot iteration / classic iteration (medians, this run): "
+                  f"{medians['snapshot', jobs] / medians['classic', jobs]:.2f}")
     return 0
+
+
+def boot_modes(text: str) -> list[str]:
+    from ..vm.snapshot import BOOT_MODES
+
+    modes = [m for m in text.split(",") if m]
+    bad = [m for m in modes if m not in BOOT_MODES]
+    if bad or not modes:
+        raise argparse.ArgumentTypeError(f"--boot takes {' and/or '.join(BOOT_MODES)}, comma-separated")
+    return modes
+
+
+def warm_snapshot(img: GuestImage) -> bool:
+    """Make the race scenario's snapshot template now; True if it had to be made."""
+    from ..scenarios.reboot_race import GUEST_CMDLINE
+    from ..vm.accel import choose_accel
+    from ..vm.machine import MachineConfig
+    from ..vm.qemu import find_qemu
+    from ..vm.snapshot import ensure_template, template_exists
+
+    qemu = find_qemu()
+    cfg = MachineConfig(image=img, extra_cmdline=GUEST_CMDLINE)
+    kwargs = {"cmdline": " ".join(filter(None, [img.cmdline, GUEST_CMDLINE])), "memory_mb": cfg.memory_mb,
+              "cpus": cfg.cpus, "accel": cfg.accel or choose_accel(qemu, img)}
+    if template_exists(qemu, img, **kwargs):
+        return False
+    ensure_template(qemu, img, **kwargs, extra_cmdline=GUEST_CMDLINE, progress=common.progress)
+    return True
 
 
 def cmd_bench_paths(args: argparse.Namespace) -> int:
@@ -144,6 +186,8 @@ def add_parser(sub: Any) -> None:
     sp.add_argument("--variant", choices=VARIANTS, default="stock")
     sp.add_argument("--jobs", type=lambda t: [int(x) for x in t.split(",")], default=[1], metavar="N[,N...]",
                     help="guests at once; several (1,2) are measured one after another in this run")
+    sp.add_argument("--boot", type=boot_modes, default=["classic"], metavar="MODE[,MODE]",
+                    help="classic, snapshot, or both (classic,snapshot): each measured in this run")
     sp.set_defaults(func=cmd_bench_race)
     sp = bsub.add_parser("paths", help="every unload/reload path N times: median duration, how often the driver "
                                        "came back healthy (exit 1 if not always)")

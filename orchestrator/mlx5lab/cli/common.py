@@ -109,6 +109,14 @@ def speeds(s: str) -> list[int]:
     return values
 
 
+def add_boot(sp: argparse.ArgumentParser) -> None:
+    from ..vm.snapshot import BOOT_MODES
+
+    sp.add_argument("--boot", choices=BOOT_MODES, default="classic",
+                    help="classic: boot the kernel every iteration; snapshot: restore a guest saved without its "
+                         "card and hot-plug the card (faster; README: Snapshot boots)")
+
+
 def add_pool(sp: argparse.ArgumentParser) -> None:
     """``--jobs`` (guests at once on this machine) and ``--cluster`` (a Dask scheduler's address)."""
     from ..campaign.pool import default_jobs, parse_jobs

@@ -23,7 +23,7 @@ def cmd_controls(args: argparse.Namespace) -> int:
     for variant in ("stock", "vulnerable"):
         spec = CampaignSpec(kernel=pinned_kernel(args.kernel, common.progress),
                             variant=common.driver_variant(args, variant),
-                            iterations=args.iterations, seed=args.seed)
+                            iterations=args.iterations, seed=args.seed, boot=args.boot)
         statuses[variant] = run_campaign(Campaign.create(base / variant, spec), common.progress, jobs=args.jobs,
                                          cluster=args.cluster)
         print()
@@ -41,4 +41,5 @@ def add_parser(sub: Any) -> None:
     cp.add_argument("--seed", type=int, default=1)
     cp.add_argument("--out", type=Path, help="folder for both campaigns (default: in the cache)")
     common.add_pool(cp)
+    common.add_boot(cp)
     cp.set_defaults(func=cmd_controls)

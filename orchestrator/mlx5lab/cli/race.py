@@ -68,7 +68,7 @@ def open_campaign(args: argparse.Namespace) -> Campaign:
                         card=card_settings(args))
     spec = CampaignSpec(kernel=pinned_kernel(args.kernel, common.progress), variant=args.variant,
                         iterations=args.iterations, seed=args.seed, delay_min_s=args.delay[0],
-                        delay_max_s=args.delay[1], params=params)
+                        delay_max_s=args.delay[1], params=params, boot=args.boot)
     name = f"{args.variant.replace(':', '-')}-seed{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     return Campaign.create(args.out or cache_dir() / "campaigns" / name, spec)
 
@@ -99,6 +99,7 @@ def add_parser(sub: Any) -> None:
     common.add_speeds(sp)
     add_card(sp)
     common.add_pool(sp)
+    common.add_boot(sp)
     where = sp.add_mutually_exclusive_group()
     where.add_argument("--out", type=Path, help="campaign folder (default: in the cache, named by variant/seed)")
     where.add_argument("--resume", type=Path, metavar="DIR", help="continue the campaign in DIR")

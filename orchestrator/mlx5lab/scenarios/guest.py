@@ -35,14 +35,15 @@ def run_guest_iteration(image: GuestImage, plan: IterationPlan, run: RunDir, car
     result = IterationResult(iteration=plan.iteration, outcome=Outcome.INFRA, delay_s=plan.delay_s,
                              identity=kernel_identity(image))
     t0 = time.monotonic()
-    cfg = MachineConfig(image=image, card=card, workdir=run.path, extra_cmdline=cmdline)
+    cfg = MachineConfig(image=image, card=card, workdir=run.path, extra_cmdline=cmdline, boot=plan.boot)
     phases: dict[str, float] = {}
     try:
         with Machine(cfg) as m:
             phases["start_s"] = time.monotonic() - t0
             try:
                 if boot_card(m, run, result, len(card.functions), boot_timeout):
-                    phases.update(guest_phases(m.console_text()))
+                    # a snapshot boot's guest markers are its template's boot: its own steps are host times
+                    phases.update(m.phases if m.snapshot else guest_phases(m.console_text()))
                     t_body = time.monotonic()
                     body(m, result)
                     phases["body_s"] = time.monotonic() - t_body
@@ -93,7 +94,8 @@ def boot_card(m: Machine, run: RunDir, result: IterationResult, functions: int, 
         else:
             result.detail = f"SSH never came up: {exc}"
         return False
-    ports_line = next((x for x in m.console_text().splitlines() if x.startswith(PORTS_MARKER)), "")
+    own = m.console_text()[m.console_offset:]
+    ports_line = next((x for x in own.splitlines() if x.startswith(PORTS_MARKER)), "")
     if len(ports_line.split()[2:]) != functions:
         result.detail = f"the card did not come up: {ports_line or 'no ' + PORTS_MARKER + ' line'}"
         return False

@@ -20,6 +20,9 @@ from mlx5dev.rundir import CardDir, remove_socket
 from .. import Mlx5LabError
 from .process import ChildProcess
 
+ROOT_PORT_ID = "mlx5rp"
+ROOT_PORT_ARGS = ("-device", f"pcie-root-port,id={ROOT_PORT_ID},chassis=1,slot=1")  # the card's slot
+
 
 class ControlClient:
     """JSON-lines requests to the device server's control socket (one connection per request)."""
@@ -100,19 +103,26 @@ class CardServer:
     def log_tail(self, lines: int = 20) -> str:
         return self.child.log_tail(lines) if self.child else ""
 
-    def qemu_args(self, bus_chassis: int = 1) -> list[str]:
+    def qemu_args(self) -> list[str]:
         """Root port plus one vfio-user-pci device per function, all in slot 0 of that port."""
-        args = ["-device", f"pcie-root-port,id=mlx5rp,chassis={bus_chassis},slot={bus_chassis}"]
+        args = list(ROOT_PORT_ARGS)
+        for dev in self.function_devices():
+            args += ["-device", json.dumps(dev)]
+        return args
+
+    def function_devices(self) -> list[dict[str, Any]]:
+        """One vfio-user-pci device per function (``-device`` JSON, or QMP ``device_add`` arguments)."""
         multi = len(self.spec.functions) > 1
+        devices = []
         for i in range(len(self.spec.functions)):
             dev: dict[str, Any] = {
-                "driver": "vfio-user-pci", "id": f"mlx5fn{i}", "bus": "mlx5rp", "addr": f"0.{i}",
+                "driver": "vfio-user-pci", "id": f"mlx5fn{i}", "bus": ROOT_PORT_ID, "addr": f"0.{i}",
                 "socket": {"path": str(self.function_socket(i)), "type": "unix"},
             }
             if i == 0 and multi:
                 dev["multifunction"] = True
-            args += ["-device", json.dumps(dev)]
-        return args
+            devices.append(dev)
+        return devices
 
     def stop(self) -> None:
         if self.child is None:

@@ -8,6 +8,8 @@ is killed outright, the kernel kills QEMU); the run folder is a temporary one un
 from __future__ import annotations
 
 import logging
+import os
+import shlex
 import shutil
 import socket
 import tempfile
@@ -32,6 +34,16 @@ from .console import INIT_MARKER, PORTS_MARKER, SSH_MARKER, count_markers
 from .process import ChildProcess
 from .qemu import find_qemu, guest_args
 from .qmp import QmpConnection, QmpEvent
+from .snapshot import (
+    CARD_WAIT_SCRIPT,
+    SNAPSHOT_ARGS,
+    Template,
+    copy_ram,
+    ensure_template,
+    ram_dir,
+    set_ignore_shared,
+    wait_migration,
+)
 from .ssh import CommandResult, GuestShell
 
 log = logging.getLogger("mlx5lab.machine")
@@ -57,6 +69,8 @@ class MachineConfig:
     extra_cmdline: str = ""
     workdir: Path | None = None  # kept after close; None: a temporary folder that is removed
     card: CardConfig | None = None  # the emulated ConnectX card; None: no mlx5 device
+    boot: str = "classic"  # or "snapshot": restore a saved guest and hot-plug the card (vm/snapshot.py)
+    ram_file: Path | None = None  # guest RAM in this file instead of a memfd (a snapshot template's)
 
 
 @dataclass
@@ -107,6 +121,11 @@ class Machine:
         self._cleanups: list[Callable[[], None]] = []
         self.marker_times: dict[str, list[float]] = {}
         self.card: CardServer | None = None
+        self.phases: dict[str, float] = {}  # a snapshot boot's steps, seconds from start() (host clock)
+        self.console_offset = 0  # where this machine's own console output starts (after a snapshot's)
+        self._ram_copy: Path | None = None
+        self._start_t0 = 0.0
+        self._card_pending = False  # a snapshot boot's card is plugged but not yet seen up
 
     # -- life cycle -------------------------------------------------------------------------------
     def __enter__(self) -> Machine:
@@ -120,18 +139,30 @@ class Machine:
         """Run ``fn`` at close, after QEMU is gone (device servers and the like)."""
         self._cleanups.append(fn)
 
+    @property
+    def cmdline(self) -> str:
+        return " ".join(filter(None, [self.config.image.cmdline, self.config.extra_cmdline]))
+
+    @property
+    def snapshot(self) -> bool:
+        return self.config.boot == "snapshot"
+
     def qemu_args(self, qemu: Path) -> list[str]:
         img = self.config.image
-        cmdline = " ".join(filter(None, [img.cmdline, self.config.extra_cmdline]))
+        ram = self._ram_copy or self.config.ram_file
+        if self.snapshot:  # the card comes later, by hot-plug, into the saved root port
+            devices = [*SNAPSHOT_ARGS, "-incoming", "defer"]
+        else:
+            devices = self.card.qemu_args() if self.card else []
         return [
-            *guest_args(qemu, accel=self.accel, kernel=img.kernel, initrd=img.initrd, cmdline=cmdline,
+            *guest_args(qemu, accel=self.accel, kernel=img.kernel, initrd=img.initrd, cmdline=self.cmdline,
                         console=self.console_log, memory_mb=self.config.memory_mb, cpus=self.config.cpus,
-                        shared_memory=True),
+                        shared_memory=True, ram_file=ram, console_append=self.snapshot),
             "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22",
             "-device", "virtio-net-pci,netdev=n0,romfile=",
             "-device", "pvpanic", "-device", "vmcoreinfo", "-action", "panic=pause",
             "-qmp", f"unix:{self.qmp_socket},server=on,wait=off",
-            *(self.card.qemu_args() if self.card else []),
+            *devices,
             *self.config.extra_args,
         ]
 
@@ -146,26 +177,69 @@ class Machine:
             raise
 
     def _start(self) -> None:
+        t0 = self._start_t0 = time.monotonic()
         qemu = find_qemu()
         self.accel = self.config.accel or choose_accel(qemu, self.config.image)
+        template = None
+        if self.snapshot:
+            if self.config.card is None:
+                raise Mlx5LabError("a snapshot boot needs a card (it is what the restore hot-plugs)")
+            template = ensure_template(qemu, self.config.image, cmdline=self.cmdline,
+                                       memory_mb=self.config.memory_mb, cpus=self.config.cpus, accel=self.accel,
+                                       extra_cmdline=self.config.extra_cmdline)
+            self.phases["template_s"] = time.monotonic() - t0
         if self.config.card is not None:
             self.card = CardServer(self.config.card, self.dir.card.path)
             self.add_cleanup(self.card.stop)
             self.card.start()  # the device server listens before QEMU connects
         for attempt in range(3):
             self.ssh_port = free_port()
+            if template is not None:
+                self._prepare_restore(template)
             self.started_at = time.monotonic()
             self.qemu = ChildProcess(self.qemu_args(qemu), self.dir.qemu_stderr).start()
             try:
                 self.qmp = QmpConnection(self.qmp_socket)
                 self.qmp.connect(timeout=15, alive=self.alive)
-                return
+                break
             except ConnectionError as exc:
                 err = read_text(self.dir.qemu_stderr)
                 self._stop_qemu()
                 if "host forwarding" in err and attempt < 2:
                     continue  # the free port was taken in between: try another
                 raise Mlx5LabError(f"QEMU did not start: {err.strip() or exc}") from exc
+            finally:
+                self._drop_ram_copy()  # QEMU has it mapped (or failed): the name is not needed any more
+        self.phases["qemu_start_s"] = time.monotonic() - t0
+        if template is not None:
+            self._restore(template, t0)
+
+    def _prepare_restore(self, template: Template) -> None:
+        """The iteration's RAM (a copy of the template's) and its console (the template's boot, continued)."""
+        self._ram_copy = ram_dir() / f"mlx5lab-ram-{os.getpid()}-{id(self):x}"
+        copy_ram(template, self._ram_copy)
+        shutil.copyfile(template.console, self.console_log)
+        self.console_offset = self.console_log.stat().st_size
+
+    def _drop_ram_copy(self) -> None:
+        if self._ram_copy is not None:
+            self._ram_copy.unlink(missing_ok=True)
+            self._ram_copy = None
+
+    def _restore(self, template: Template, t0: float) -> None:
+        """Load the template's device state, run the guest, hot-plug the card's functions."""
+        assert self.qmp is not None and self.card is not None
+        set_ignore_shared(self)
+        self.qmp.execute("migrate-incoming", {"uri": f"file:{template.state}"})
+        wait_migration(self, f"restoring the snapshot {template.folder}")
+        self.phases["restore_s"] = time.monotonic() - t0
+        self.qmp.execute("cont")
+        # Function 0 last: QEMU's root port signals the slot's hot-plug when function 0 arrives
+        # (hw/pci/pcie.c: pcie_cap_slot_plug_cb), so the guest scans a slot that holds every function.
+        for dev in reversed(self.card.function_devices()):
+            self.qmp.execute("device_add", dev)
+        self.phases["hotplug_s"] = time.monotonic() - t0
+        self._card_pending = True
 
     def _stop_qemu(self) -> None:
         if self.shell is not None:
@@ -193,6 +267,7 @@ class Machine:
         try:
             self._stop_qemu()
         finally:
+            self._drop_ram_copy()
             for fn in reversed(self._cleanups):
                 try:
                     fn()
@@ -254,7 +329,21 @@ class Machine:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"SSH never answered: {exc!r}") from exc
                 self.shell.connect(deadline)
+        if self._card_pending:
+            self._wait_card(deadline)
         return time.monotonic() - self.started_at
+
+    def _wait_card(self, deadline: float) -> None:
+        """A snapshot boot: wait for the hot-plugged functions' probe and bring their ports up, as the
+        init does after modprobe at boot (it prints the same ports marker)."""
+        assert self.card is not None and self.shell is not None
+        self._card_pending = False
+        left = max(5, int(deadline - time.monotonic()))
+        n = len(self.card.spec.functions)
+        res = self.shell.run(f"bash -c {shlex.quote(CARD_WAIT_SCRIPT)} card-wait {n} {left}", timeout=left + 10)
+        if res.status != 0 or res.stderr.strip():
+            log.warning("snapshot boot: %s", res.stderr.strip() or f"card wait exited {res.status}")
+        self.phases["card_up_s"] = time.monotonic() - self._start_t0
 
     def reconnect_ssh(self, timeout: float = 20.0) -> None:
         """A new SSH connection to the running guest (no new boot marker is waited for)."""

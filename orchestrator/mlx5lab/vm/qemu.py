@@ -60,30 +60,38 @@ def firmware_args() -> list[str]:
 
 
 def machine_args(qemu: Path, *, accel: str, memory_mb: int = 1024, cpus: int = 1, shared_memory: bool = False,
-                 bios: Path = QBOOT) -> list[str]:
+                 bios: Path = QBOOT, ram_file: Path | None = None) -> list[str]:
     """The machine every QEMU of the project runs: q35, ``-cpu max``, no display, no default devices.
 
     ``shared_memory`` backs guest RAM with a shared memfd, which the vfio-user client needs: it passes the
     memory's file descriptors to the device server (vfio-user spec, "VFIO_USER_DMA_MAP"), which maps them
     to reach guest memory directly. Without it, the server reaches guest memory only through
-    VFIO_USER_DMA_READ/WRITE messages.
+    VFIO_USER_DMA_READ/WRITE messages. ``ram_file`` (with ``shared_memory``) backs it with that file instead
+    of a memfd: a snapshot boot's RAM, which outlives QEMU (:mod:`mlx5lab.vm.snapshot`).
     """
     mem = f"{memory_mb}M"
+    backend = (f"memory-backend-file,id=mem,size={mem},mem-path={ram_file},share=on" if ram_file
+               else f"memory-backend-memfd,id=mem,size={mem},share=on")
     return [
         str(qemu), *firmware_args(),
         "-accel", accel, "-cpu", "max", "-smp", str(cpus), "-m", mem,
-        *(["-object", f"memory-backend-memfd,id=mem,size={mem},share=on"] if shared_memory else []),
+        *(["-object", backend] if shared_memory else []),
         "-machine", "q35,memory-backend=mem" if shared_memory else "q35", "-bios", str(bios),
         "-display", "none", "-nodefaults", "-no-user-config",
     ]
 
 
 def guest_args(qemu: Path, *, accel: str, kernel: Path, initrd: Path, cmdline: str, console: Path,
-               memory_mb: int = 1024, cpus: int = 1, shared_memory: bool = False) -> list[str]:
+               memory_mb: int = 1024, cpus: int = 1, shared_memory: bool = False, ram_file: Path | None = None,
+               console_append: bool = False) -> list[str]:
     """:func:`machine_args` booting a PVH (or bzImage) kernel directly with qboot, the serial console into a
-    file: how every guest starts (a Machine, the KVM probe)."""
+    file: how every guest starts (a Machine, the KVM probe). ``console_append`` keeps what the file holds
+    (a restored guest's console goes on from its snapshot's)."""
+    serial = (["-chardev", f"file,id=console0,path={console},append=on", "-serial", "chardev:console0"]
+              if console_append else ["-serial", f"file:{console}"])
     return [
-        *machine_args(qemu, accel=accel, memory_mb=memory_mb, cpus=cpus, shared_memory=shared_memory),
+        *machine_args(qemu, accel=accel, memory_mb=memory_mb, cpus=cpus, shared_memory=shared_memory,
+                      ram_file=ram_file),
         "-kernel", str(kernel), "-initrd", str(initrd), "-append", cmdline,
-        "-serial", f"file:{console}",
+        *serial,
     ]
