@@ -21,7 +21,7 @@ run: setup
 # tests/unit needs no QEMU, no root and no cache; tests/host needs the set-up's artefacts but boots no guest;
 # tests/vm boots guests. Under `make test` a missing set-up artefact fails a test instead of skipping it.
 test: setup
-	MLX5LAB_FULL_TESTS=1 $(PY) -m pytest -q -m "not kernels and not soak and not verifyfix and not debugkernel" tests
+	MLX5LAB_FULL_TESTS=1 $(PY) -m pytest -q --durations=15 -m "not kernels and not soak and not verifyfix and not debugkernel" tests
 
 # One Debian kernel of each suite (bullseye, bookworm, trixie, sid) boots with the card: about 350 MB of
 # packages downloaded once, then one guest boot per kernel (2.7 min from an empty cache; README, "Kernels and patches").

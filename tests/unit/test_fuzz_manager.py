@@ -97,6 +97,72 @@ def test_same_seed_same_programs(fuzzer_factory, tmp_path: Path) -> None:  # noq
     assert first == [json.loads(x)["program"] for x in FuzzDir(tmp_path / "other").journal.read_text().splitlines()]
 
 
+def journal_of(folder: Path) -> list[tuple[int, str, str]]:
+    return [(e["index"], e["program"], e["outcome"])
+            for e in map(json.loads, FuzzDir(folder).journal.read_text().splitlines())]
+
+
+def test_two_jobs_run_at_once_and_their_programs_do_not_depend_on_which_finished_first(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import threading
+    import time
+
+    running, most = set(), [0]
+    lock = threading.Lock()
+
+    def slow_run(self: manager.Fuzzer, program, index: int, plan_seed: int):  # noqa: ANN001, ANN202
+        with lock:
+            running.add(index)
+            most[0] = max(most[0], len(running))
+        time.sleep(self.delays.random() * 0.05)  # a different finishing order on every run
+        try:
+            return simulated_run(self, program, index, plan_seed)
+        finally:
+            with lock:
+                running.discard(index)
+
+    monkeypatch.setattr(manager.Fuzzer, "_image", lambda self: None)
+    monkeypatch.setattr(manager.Fuzzer, "run", slow_run)
+    journals = []
+    for n, order_seed in enumerate((1, 2, 3)):
+        monkeypatch.setattr(manager.Fuzzer, "delays", random.Random(order_seed), raising=False)
+        f = manager.Fuzzer(manager.FuzzConfig(workdir=tmp_path / f"fz{n}", programs=10, seed=4, jobs=2,
+                                              minimize_tries=0, seed_programs=(SEED,)), lambda _m: None)
+        assert f.jobs == 2
+        f.loop()
+        journals.append(journal_of(tmp_path / f"fz{n}"))
+    assert most[0] == 2  # two programs did run at once
+    assert journals[0] == journals[1] == journals[2]
+    assert [i for i, _, _ in journals[0]] == list(range(10)) and journals[0][0][2] == "panic"
+
+
+def test_a_failure_mid_pool_keeps_what_finished_and_sets_aside_what_ran(monkeypatch: pytest.MonkeyPatch,
+                                                                        tmp_path: Path) -> None:
+    def failing_run(self: manager.Fuzzer, program, index: int, plan_seed: int):  # noqa: ANN001, ANN202
+        if index == 3:
+            self.dir.run(index, program.hash()).path.mkdir(parents=True)
+            raise KeyboardInterrupt
+        return simulated_run(self, program, index, plan_seed)
+
+    monkeypatch.setattr(manager.Fuzzer, "_image", lambda self: None)
+    monkeypatch.setattr(manager.Fuzzer, "run", failing_run)
+    f = manager.Fuzzer(manager.FuzzConfig(workdir=tmp_path / "fz", programs=8, seed=4, jobs=2, minimize_tries=0),
+                       lambda _m: None)
+    with pytest.raises(KeyboardInterrupt):
+        f.loop()
+    assert [i for i, _, _ in journal_of(tmp_path / "fz")] == [0, 1, 2]
+    names = sorted(p.name for p in f.dir.runs_dir.iterdir())
+    unrecorded = [n for n in names if int(n[:6]) >= 3]
+    assert unrecorded and all(".interrupted-" in n for n in unrecorded), names
+    assert f.dir.summary.is_file()  # the reports of what finished were written
+    monkeypatch.setattr(manager.Fuzzer, "run", simulated_run)
+    g = manager.Fuzzer(manager.FuzzConfig(workdir=tmp_path / "fz", programs=2, seed=4, jobs=2, minimize_tries=0),
+                       lambda _m: None)
+    assert g.index == 3
+    g.loop()
+    assert [i for i, _, _ in journal_of(tmp_path / "fz")] == [0, 1, 2, 3, 4]
+
+
 def test_every_path_and_device_event_compiles() -> None:
     vocab = vocabulary()
     for name in vocab.names("path"):

@@ -16,6 +16,8 @@ from mlx5image.build import GuestImage
 from mlx5lab.fuzz.manager import replay
 from mlx5lab.fuzz.program import parse
 
+from .test_boot import qemu_processes_mentioning
+
 EVERY_KIND = """read speed threads=2 duration=2 &
 read ethtool-netlink threads=1 duration=1 &
 sleep 0.3
@@ -96,6 +98,22 @@ def test_kill_and_resume_keeps_every_finished_program(tmp_path: Path) -> None:
     assert [e["index"] for e in after] == list(range(len(done) + 1))
     assert after[: len(done)] == done
     assert all(e["outcome"] != "infra" for e in after), after
+
+
+def test_two_jobs_on_snapshot_boots_run_every_program_once(tmp_path: Path) -> None:
+    work = tmp_path / "fz"
+    p = fuzz("--workdir", str(work), "--programs", "4", "--seed", "5", "--minimize-tries", "0", "--jobs", "2",
+             "--boot", "snapshot")
+    _out, err = p.communicate(timeout=900)
+    assert p.returncode in (0, 1), err[-3000:]
+    assert "2 program(s) at a time, snapshot boots" in err
+    lines = [json.loads(x) for x in (work / "journal.jsonl").read_text().splitlines()]
+    assert [e["index"] for e in lines] == [0, 1, 2, 3] and all(e["outcome"] != "infra" for e in lines), lines
+    starts = sorted((e["started"], e["started"] + e["duration_s"]) for e in lines)
+    assert any(b[0] < a[1] for a, b in zip(starts, starts[1:], strict=False)), starts  # two ran at once
+    for e in lines:
+        assert (work / e["run"] / "exec.jsonl").is_file()
+    assert not qemu_processes_mentioning(str(tmp_path))
 
 
 def test_firmware_killed_with_no_driver_bound_is_not_a_wedged_driver(image: GuestImage, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ iteration's evidence back, and survives a worker killed mid-campaign without los
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -93,3 +94,19 @@ def test_a_worker_killed_mid_campaign_loses_no_iteration(tmp_path: Path, dask_cl
     lines = journal(out)
     assert sorted(e["iteration"] for e in lines) == [1, 2, 3, 4]  # each once
     assert {e["outcome"] for e in lines} == {"clean"}  # the lost run was not recorded as anything
+
+
+def test_fuzzer_on_a_dask_cluster_brings_every_run_back(tmp_path: Path, dask_cluster) -> None:  # noqa: ANN001
+    address, _ = dask_cluster
+    work = tmp_path / "fz"
+    res = subprocess.run([sys.executable, "-m", "mlx5lab", "fuzz", "--workdir", str(work), "--programs", "2",
+                          "--seed", "5", "--minimize-tries", "0", "--cluster", address],
+                         capture_output=True, text=True, timeout=900)
+    assert res.returncode in (0, 1), res.stderr[-3000:]
+    assert "2 guest slot(s) on 2 worker(s)" in res.stderr and "2 program(s) at a time" in res.stderr
+    lines = [json.loads(x) for x in (work / "journal.jsonl").read_text().splitlines()]
+    assert [e["index"] for e in lines] == [0, 1] and all(e["outcome"] != "infra" for e in lines), lines
+    for e in lines:
+        run = work / e["run"]
+        assert "MLX5LAB-EXEC start" in (run / "console.log").read_text() and (run / "exec.jsonl").is_file()
+        assert any((run / "card").glob("trace-fn*.jsonl"))

@@ -103,7 +103,7 @@ def run_remote(spec_json: dict[str, Any], iteration: int) -> dict[str, Any]:
 class ClusterRunner:
     """Sends iterations to the cluster at ``address`` and brings each one's folder back."""
 
-    def __init__(self, address: str, spec: CampaignSpec, progress: Progress) -> None:
+    def __init__(self, address: str, spec: CampaignSpec | None, progress: Progress) -> None:
         from distributed import Client
 
         self.spec, self.progress = spec, progress
@@ -122,9 +122,16 @@ class ClusterRunner:
         self._seen_workers: set[str] = set()
 
     def run_iteration(self, plan: IterationPlan, folder: RunDir) -> IterationResult:
+        """Iteration ``plan.iteration`` of the campaign this runner was made for, into ``folder``."""
+        assert self.spec is not None, "a ClusterRunner made without a campaign runs specs given to run_spec"
+        return self.run_spec(self.spec, plan, folder)
+
+    def run_spec(self, spec: CampaignSpec, plan: IterationPlan, folder: RunDir) -> IterationResult:
+        """Iteration ``plan.iteration`` of ``spec`` (the fuzzer sends each program as a one-off spec of the
+        fuzz-program scenario) on a worker, its folder unpacked into ``folder``."""
         from distributed import KilledWorker
 
-        fut = self.client.submit(run_remote, self.spec.to_json(), plan.iteration, pure=False,
+        fut = self.client.submit(run_remote, spec.to_json(), plan.iteration, pure=False,
                                  resources={GUEST_RESOURCE: 1},
                                  key=f"mlx5lab-iter-{plan.iteration:04d}-{uuid.uuid4().hex[:8]}")
         try:

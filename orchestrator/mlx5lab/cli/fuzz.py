@@ -38,10 +38,12 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     cfg = FuzzConfig(workdir=args.workdir, seed=args.seed, programs=args.programs, duration_s=args.duration,
                      variant=args.variant, kernel=args.kernel, minimize_tries=args.minimize_tries,
                      repro_runs=args.repro_runs, card=card_settings(args) or None,
-                     seed_programs=tuple(_seed_texts(args.seed_program)), triage_vmcore=not args.no_vmcore)
+                     seed_programs=tuple(_seed_texts(args.seed_program)), triage_vmcore=not args.no_vmcore,
+                     jobs=args.jobs, cluster=args.cluster, boot=args.boot)
     fuzzer = Fuzzer(cfg, common.progress)
     common.progress(f"fuzzing in {fuzzer.dir.path} from program {fuzzer.index} (seed {args.seed}, variant "
-                    f"{args.variant}, kernel {fuzzer.image.kernel_release}); reports: {fuzzer.dir.report_md}")
+                    f"{args.variant}, kernel {fuzzer.image.kernel_release}, {fuzzer.jobs} program(s) at a time, "
+                    f"{args.boot} boots); reports: {fuzzer.dir.report_md}")
     status = fuzzer.loop()
     print(f"report: {fuzzer.dir.report_md} and {fuzzer.dir.report_html}")
     return status
@@ -71,7 +73,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         raise Mlx5LabError(f"{args.program}: {exc}") from exc
     folder = args.out or Path(tempfile.mkdtemp(prefix="mlx5lab-replay-"))
     results = replay(program, folder, args.repeat, variant=args.variant, kernel=args.kernel,
-                     progress=common.progress, card=card_settings(args) or None)
+                     progress=common.progress, card=card_settings(args) or None, boot=args.boot)
     found = [r for r in results if r.outcome.is_finding]
     for title in sorted({r.title for r in found}):
         print(f"{sum(r.title == title for r in found)}/{len(results)} x {title}")
@@ -84,6 +86,7 @@ def _common(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--variant", choices=VARIANTS, default="stock",
                     help="stock mlx5_core or the positive control (vulnerable)")
     add_card(sp)
+    common.add_boot(sp)
 
 
 def add_parser(sub: Any) -> None:
@@ -101,6 +104,7 @@ def add_parser(sub: Any) -> None:
     sp.add_argument("--no-vmcore", action="store_true",
                     help="triage findings from the console only (no drgn reading of the vmcore)")
     _common(sp)
+    common.add_pool(sp)  # with N > 1 the programs of a seed depend on (seed, N): program k follows k - N's result
     sp.set_defaults(func=cmd_fuzz)
     fsub = sp.add_subparsers(dest="fuzz_command")
     rp = fsub.add_parser("replay", help="run one program (on any kernel, variant and card), N times")

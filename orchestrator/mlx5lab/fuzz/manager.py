@@ -7,10 +7,19 @@ corpus, and a finding goes to the crash store, where a new bug gets its reproduc
 finding is triaged (in one background thread, as a campaign's crashes are: :mod:`mlx5lab.triage`). Every
 finished program is a journal line (fsync'ed), so a kill loses nothing finished and the next run goes on
 from the journal's next index; an interrupted run folder is set aside, never counted.
+
+With ``jobs`` > 1 (``--jobs``; or the guest slots of a Dask cluster, ``--cluster``) up to that many programs
+run at once, on the pool threads of :mod:`mlx5lab.campaign.pool` or as the cluster's tasks
+(:mod:`mlx5lab.campaign.cluster`). Results are still recorded one at a time, in index order, and program k
+is chosen right after program k - jobs is recorded, from the corpus as it then is: so the programs of a
+seed depend on (seed, jobs) only, never on which guest finished first, and ``jobs`` = 1 is the sequential
+loop. A bug's minimisation runs in the recording thread, while the programs already running finish.
 """
 
 from __future__ import annotations
 
+import concurrent.futures as cf
+import dataclasses
 import random
 import time
 from collections.abc import Callable
@@ -21,11 +30,14 @@ from mlx5image.build import ensure_image
 from mlx5image.variants import ensure_variant
 
 from ..campaign.outcome import IterationResult, Outcome
+from ..campaign.pool import IterationLost
 from ..campaign.scenario import IterationPlan
+from ..campaign.spec import CampaignSpec
 from ..rundir import RunDir
 from ..scenarios.fuzz_program import FuzzParams, FuzzProgram
 from ..triage.background import BackgroundTriage
 from ..triage.result import TriageResult
+from ..vm.machine import kill_all_guests
 from .coverage import Coverage, run_keys
 from .generate import generate
 from .minimize import minimize
@@ -52,6 +64,18 @@ class FuzzConfig:
     card: dict | None = None
     seed_programs: tuple[str, ...] = ()  # texts run first (once each, by journal index), as syzkaller's seeds
     triage_vmcore: bool = True  # read a finding's vmcore with drgn (needs the kernel's debug info)
+    jobs: int = 1  # programs at once (guests on this machine, or at most this many cluster slots if > 1)
+    cluster: str | None = None  # a Dask scheduler's address: the programs run on its workers
+    boot: str = "classic"  # how each program's guest starts (mlx5lab.vm.snapshot.BOOT_MODES)
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A program chosen for execution ``index``, and how it was chosen (seed, generate, mutate)."""
+
+    index: int
+    program: Program
+    origin: str
 
 
 class Fuzzer:
@@ -66,6 +90,10 @@ class Fuzzer:
         self.stats = Stats(self.dir)
         self.index = self.journal.next_index()
         self.image = self._image()
+        self.cluster = self._connect(cfg.cluster) if cfg.cluster else None
+        self.jobs = max(1, cfg.jobs)
+        if self.cluster is not None:
+            self.jobs = min(cfg.jobs, self.cluster.slots) if cfg.jobs > 1 else self.cluster.slots
         self.done = self.crashes = self.infra = 0
         self.new_bugs: list[str] = []
         self._triage: BackgroundTriage | None = None
@@ -75,37 +103,67 @@ class Fuzzer:
         return ensure_variant(ensure_image(self.cfg.kernel, progress=self.progress), self.cfg.variant,
                               progress=self.progress)
 
+    def _connect(self, address: str):  # noqa: ANN202 - a ClusterRunner
+        from ..campaign.cluster import ClusterRunner
+
+        runner = ClusterRunner(address, None, self.progress)
+        self.progress(f"Dask cluster {address}: {runner.slots} guest slot(s) on {runner.workers} worker(s)")
+        return runner
+
+    def close(self) -> None:
+        if self.cluster is not None:
+            self.cluster.close()
+            self.cluster = None
+
     # -- one program ----------------------------------------------------------------------------------
-    def choose(self, rng: random.Random) -> tuple[Program, str]:
-        if self.index < len(self.cfg.seed_programs):
-            return parse(self.cfg.seed_programs[self.index]), "seed"
+    def choose(self, rng: random.Random, index: int | None = None) -> tuple[Program, str]:
+        index = self.index if index is None else index
+        if index < len(self.cfg.seed_programs):
+            return parse(self.cfg.seed_programs[index]), "seed"
         corpus = [parse(e.text) for e in sorted(self.corpus.programs(), key=lambda e: e.hash)]
         if not corpus or rng.random() < GENERATE_SHARE:
             return generate(rng), "generate"
         return mutate(rng.choice(corpus), rng, corpus), "mutate"
 
     def run(self, program: Program, index: int, plan_seed: int) -> tuple[RunDir, IterationResult]:
+        """Execute ``program`` as execution ``index`` into its run folder, here or on the cluster; a
+        program the cluster lost on every worker it tried is an infrastructure result, not a kernel one."""
         run = self.dir.run(index, program.hash())
         if run.path.exists():  # cut off by a kill: keep what it left, run it again from nothing
-            n = 1
-            while (aside := run.path.with_name(f"{run.path.name}.interrupted-{n}")).exists():
-                n += 1
-            run.path.rename(aside)
+            set_aside(run.path)
         run.path.mkdir(parents=True)
         params = FuzzParams(program=program.text(), **({"card": self.cfg.card} if self.cfg.card else {}))
-        result = FuzzProgram(params).run_iteration(self.image, IterationPlan(index, plan_seed, 0.0), run)
-        return run, result
+        plan = IterationPlan(index, plan_seed, 0.0, self.cfg.boot)
+        if self.cluster is None:
+            return run, FuzzProgram(params).run_iteration(self.image, plan, run)
+        kernel = self.cfg.kernel if (self.cfg.kernel or "").endswith(".deb") else self.image.kernel_release
+        spec = CampaignSpec(kernel=kernel, variant=self.cfg.variant, iterations=1, seed=plan_seed,
+                            scenario=FuzzProgram.name, params=dataclasses.asdict(params), boot=self.cfg.boot)
+        try:
+            return run, self.cluster.run_spec(spec, plan, run)
+        except IterationLost as exc:
+            result = IterationResult(index, Outcome.INFRA, detail=f"lost on the cluster: {exc}")
+            result.write(run)
+            return run, result
 
-    def step(self) -> Execution:
-        index = self.index
-        rng = random.Random(f"{self.cfg.seed}:{index}")
-        program, origin = self.choose(rng)
+    def plan_next(self, index: int) -> Planned:
+        program, origin = self.choose(random.Random(f"{self.cfg.seed}:{index}"), index)
+        return Planned(index, program, origin)
+
+    def execute(self, planned: Planned) -> tuple[Planned, float, RunDir, IterationResult]:
         started = time.time()
-        run, result = self.run(program, index, self.cfg.seed)
+        run, result = self.run(planned.program, planned.index, self.cfg.seed)
+        return planned, started, run, result
+
+    def record(self, planned: Planned, started: float, run: RunDir, result: IterationResult) -> Execution:
+        """Learn from one finished execution (coverage, corpus, crash store) and journal it; executions
+        are recorded in index order."""
+        program, index = planned.program, planned.index
+        assert index == self.index, f"execution {index} recorded out of order (next is {self.index})"
         new = self.coverage.add(run_keys(run)) if result.outcome is not Outcome.INFRA else set()
         self.coverage.save(self.dir.coverage)
         if new:
-            self.corpus.add(program.text(), sorted(new, key=str), origin)
+            self.corpus.add(program.text(), sorted(new, key=str), planned.origin)
         if result.outcome.is_finding:
             self.crashes += 1
             self._finding(run, program, result)
@@ -114,7 +172,7 @@ class Fuzzer:
         execution = Execution(index=index, program=program.hash(), outcome=result.outcome, started=started,
                               duration_s=result.duration_s, run=self.dir.relative(run.path), title=result.title,
                               signature=result.signature, new_coverage=len(new), coverage=self.coverage.size,
-                              origin=origin, detail=result.detail[:500])
+                              origin=planned.origin, detail=result.detail[:500])
         self.journal.append(execution)
         self.index += 1
         self.done += 1
@@ -122,6 +180,10 @@ class Fuzzer:
                                       corpus=len(self.corpus), bugs=len(self.store.bugs()),
                                       crashes=self.crashes, infra=self.infra))
         return execution
+
+    def step(self) -> Execution:
+        """Choose, run and record the next program (the loop with one job, one step)."""
+        return self.record(*self.execute(self.plan_next(self.index)))
 
     def _finding(self, run: RunDir, program: Program, result: IterationResult) -> None:
         finding = Finding.from_run(run, program.text())
@@ -184,24 +246,50 @@ class Fuzzer:
 
     # -- the loop --------------------------------------------------------------------------------------
     def finished(self) -> bool:
-        if self.cfg.programs is not None and self.done >= self.cfg.programs:
-            return True
-        return self.cfg.duration_s is not None and time.time() - self.start >= self.cfg.duration_s
+        return not self._may_start(self.done)
+
+    def _may_start(self, started: int) -> bool:
+        """Whether one more program may start, ``started`` having started in this run."""
+        if self.cfg.programs is not None and started >= self.cfg.programs:
+            return False
+        return self.cfg.duration_s is None or time.time() - self.start < self.cfg.duration_s
 
     def loop(self, until: Callable[[Execution], bool] | None = None) -> int:
-        """Run programs until the configured count or duration, or until ``until`` holds for one (a
-        benchmark's stop: the first finding of a bug); then finish triage and write the reports."""
+        """Run programs, ``self.jobs`` at a time, until the configured count or duration, or until ``until``
+        holds for one (a benchmark's stop: the first finding of a bug; the programs then running finish
+        and are recorded); then finish triage and write the reports."""
         t0 = time.monotonic()
         try:
-            while not self.finished():
-                e = self.step()
-                rate = self.done / max(1e-9, time.monotonic() - t0) * 3600
-                self.progress(f"[{self.done}] {e.outcome.value:<6} {e.title[:60] or '-':<60} coverage "
-                              f"{self.coverage.size} (+{e.new_coverage})  corpus {len(self.corpus)}  bugs "
-                              f"{len(self.store.bugs())}  {rate:.0f} programs/h")
-                if until is not None and until(e):
-                    break
+            with cf.ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="mlx5lab-guest") as pool:
+                running: dict[int, tuple[Planned, cf.Future[tuple[Planned, float, RunDir, IterationResult]]]] = {}
+                started, stop = 0, False
+                try:
+                    while True:
+                        while not stop and len(running) < self.jobs and self._may_start(started):
+                            planned = self.plan_next(self.index + len(running))
+                            running[planned.index] = planned, pool.submit(self.execute, planned)
+                            started += 1
+                        if not running:
+                            break
+                        done = running[self.index][1].result()  # still in ``running`` if it raises
+                        del running[self.index]
+                        e = self.record(*done)
+                        rate = self.done / max(1e-9, time.monotonic() - t0) * 3600
+                        self.progress(f"[{self.done}] {e.outcome.value:<6} {e.title[:60] or '-':<60} coverage "
+                                      f"{self.coverage.size} (+{e.new_coverage})  corpus {len(self.corpus)}  "
+                                      f"bugs {len(self.store.bugs())}  {rate:.0f} programs/h")
+                        stop = stop or (until is not None and until(e))
+                except BaseException:
+                    for _, fut in running.values():
+                        fut.cancel()
+                    kill_all_guests()
+                    pool.shutdown(wait=True)  # the guests' threads clean up, then their folders go aside
+                    for planned, _ in running.values():
+                        if (path := self.dir.run(planned.index, planned.program.hash()).path).exists():
+                            set_aside(path)
+                    raise
         finally:
+            self.close()
             self.finish_triage()
             Nights(self.dir).append(Night(start=self.start, end=time.time(), seed=self.cfg.seed,
                                           programs=self.done, new_bugs=self.new_bugs))
@@ -209,8 +297,17 @@ class Fuzzer:
         return exit_status(summary)
 
 
+def set_aside(path: Path) -> Path:
+    """Rename the run folder of a cut-off execution to ``<name>.interrupted-N``; it is never counted."""
+    n = 1
+    while (aside := path.with_name(f"{path.name}.interrupted-{n}")).exists():
+        n += 1
+    path.rename(aside)
+    return aside
+
+
 def replay(program: Program, folder: Path, repeat: int, *, variant: str, kernel: str | None,
-           progress: Progress, card: dict | None = None) -> list[IterationResult]:
+           progress: Progress, card: dict | None = None, boot: str = "classic") -> list[IterationResult]:
     """Run ``program`` ``repeat`` times, each in its own run folder under ``folder``."""
     image = ensure_variant(ensure_image(kernel, progress=progress), variant, progress=progress)
     results = []
@@ -218,7 +315,7 @@ def replay(program: Program, folder: Path, repeat: int, *, variant: str, kernel:
         run = RunDir(folder / f"replay-{i + 1:03d}")
         run.path.mkdir(parents=True, exist_ok=False)
         params = FuzzParams(program=program.text(), **({"card": card} if card else {}))
-        r = FuzzProgram(params).run_iteration(image, IterationPlan(i + 1, 0, 0.0), run)
+        r = FuzzProgram(params).run_iteration(image, IterationPlan(i + 1, 0, 0.0, boot), run)
         progress(f"replay {i + 1}/{repeat}: {r.outcome.value} {r.title} ({r.duration_s:.1f} s) in {run.path}")
         results.append(r)
     return results
