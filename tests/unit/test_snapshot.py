@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from mlx5dev.card import CardConfig
 from mlx5image.build import GuestImage
 from mlx5lab.campaign.spec import CampaignSpec
 from mlx5lab.cli.bench import boot_modes
+from mlx5lab.vm import snapshot
 from mlx5lab.vm.card import CardServer
 from mlx5lab.vm.machine import Machine, MachineConfig
 from mlx5lab.vm.snapshot import Template, copy_ram, template_inputs, template_key
@@ -79,3 +81,16 @@ def test_campaign_records_its_boot_mode_and_rejects_others() -> None:
     with pytest.raises(ValueError, match="boot mode"):
         CampaignSpec(kernel=None, variant="stock", iterations=2, seed=1, boot="warm")
     assert boot_modes("classic,snapshot") == ["classic", "snapshot"]
+
+
+def test_a_killed_process_ram_copy_is_swept_and_a_live_one_kept(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(snapshot, "ram_dir", lambda: tmp_path)
+    dead = tmp_path / f"{snapshot.RAM_COPY_PREFIX}4194305-abc"  # above the largest pid_max: no such process
+    live = tmp_path / f"{snapshot.RAM_COPY_PREFIX}{os.getpid()}-def"
+    other = tmp_path / "unrelated-1-2"
+    for p in (dead, live, other):
+        p.write_bytes(b"x")
+    new = snapshot.ram_copy_path(0x1F)
+    assert not dead.exists() and live.exists() and other.exists()
+    assert new.parent == tmp_path and new.name == f"{snapshot.RAM_COPY_PREFIX}{os.getpid()}-1f"

@@ -8,7 +8,6 @@ is killed outright, the kernel kills QEMU); the run folder is a temporary one un
 from __future__ import annotations
 
 import logging
-import os
 import shlex
 import shutil
 import socket
@@ -40,7 +39,7 @@ from .snapshot import (
     Template,
     copy_ram,
     ensure_template,
-    ram_dir,
+    ram_copy_path,
     set_ignore_shared,
     wait_migration,
 )
@@ -216,7 +215,7 @@ class Machine:
 
     def _prepare_restore(self, template: Template) -> None:
         """The iteration's RAM (a copy of the template's) and its console (the template's boot, continued)."""
-        self._ram_copy = ram_dir() / f"mlx5lab-ram-{os.getpid()}-{id(self):x}"
+        self._ram_copy = ram_copy_path(id(self))
         copy_ram(template, self._ram_copy)
         shutil.copyfile(template.console, self.console_log)
         self.console_offset = self.console_log.stat().st_size

@@ -200,6 +200,26 @@ def copy_ram(template: Template, dest: Path) -> None:
         raise Mlx5LabError(f"could not copy the snapshot's RAM to {dest}: {res.stderr.strip()}")
 
 
+RAM_COPY_PREFIX = "mlx5lab-ram-"
+
+
+def ram_copy_path(owner: int) -> Path:
+    """A new RAM copy's name: it carries its process id, so a copy a killed process left can be found."""
+    sweep_ram_copies()
+    return ram_dir() / f"{RAM_COPY_PREFIX}{os.getpid()}-{owner:x}"
+
+
+def sweep_ram_copies() -> list[Path]:
+    """Remove the RAM copies of processes that are gone (a kill -9 between the copy and QEMU's start)."""
+    removed = []
+    for p in ram_dir().glob(f"{RAM_COPY_PREFIX}*-*"):
+        pid = p.name[len(RAM_COPY_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
 def ram_dir() -> Path:
     """Where an iteration's RAM copy lives while QEMU starts (it is unlinked once QEMU has it open)."""
     shm = Path("/dev/shm")
