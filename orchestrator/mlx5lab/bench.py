@@ -13,7 +13,7 @@ from typing import Any
 from mlx5dev.card import CardConfig
 from mlx5image.build import GuestImage
 
-from .campaign.outcome import IterationResult
+from .campaign.outcome import IterationResult, Outcome
 from .campaign.scenario import IterationPlan
 from .rundir import RunDir
 from .vm.console import PORTS_MARKER
@@ -147,7 +147,8 @@ def bench_race(image: GuestImage, runs: int, folder: Path, jobs: int = 1,
     def one(plan: IterationPlan, f: RunDir) -> IterationResult:
         r = scenario.run_iteration(image, plan, f)
         durations.append(r.duration_s)
-        print(f"  iteration {plan.iteration}/{runs}: {r.outcome} in {r.duration_s:.2f} s", file=sys.stderr,
+        why = "" if r.outcome is Outcome.CLEAN else f": {(r.title or r.detail)[:300]}"
+        print(f"  iteration {plan.iteration}/{runs}: {r.outcome} in {r.duration_s:.2f} s{why}", file=sys.stderr,
               flush=True)
         return r
 

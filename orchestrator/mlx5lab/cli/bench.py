@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import tempfile
 import time
@@ -55,10 +56,14 @@ def cmd_bench_race(args: argparse.Namespace) -> int:
             label = f"--boot {boot} --jobs {jobs}"
             common.progress(f"{args.runs} race iterations, variant {args.variant}, {boot} boot, "
                             f"{jobs} guest(s) at a time")
-            with tempfile.TemporaryDirectory(prefix="mlx5lab-bench-race-") as tmp:
-                t0 = time.monotonic()
-                spread, counts = bench_race(img, args.runs, Path(tmp) / "campaign", jobs=jobs, boot=boot)
-                wall = time.monotonic() - t0
+            tmp = Path(tempfile.mkdtemp(prefix="mlx5lab-bench-race-"))
+            t0 = time.monotonic()
+            spread, counts = bench_race(img, args.runs, tmp / "campaign", jobs=jobs, boot=boot)
+            wall = time.monotonic() - t0
+            if counts.get("clean") == args.runs:
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:  # the evidence of what was not clean is kept
+                common.progress(f"not every iteration was clean: the campaign is kept in {tmp / 'campaign'}")
             medians[boot, jobs] = statistics.median(spread.values)
             print(spread.line(f"{label}: iteration, boot to verdict"))
             print(f"{f'{label}: iterations per hour':<34} {args.runs / wall * 3600:6.0f} wall "
