@@ -13,6 +13,7 @@ from ..rundir import RunDir
 from ..triage.background import BackgroundTriage
 from .campaign import Campaign
 from .outcome import IterationResult
+from .pool import default_jobs
 from .scenario import IterationPlan
 
 Progress = Callable[[str], None]
@@ -31,16 +32,17 @@ def print_progress(line: str) -> None:
     print(line, file=sys.stderr, end=end, flush=True)
 
 
-def run_campaign(campaign: Campaign, progress: Progress, *, triage: bool = True, jobs: int = 1,
+def run_campaign(campaign: Campaign, progress: Progress, *, triage: bool = True, jobs: int | None = None,
                  cluster: str | None = None) -> int:
-    """Run every pending iteration of ``campaign``, ``jobs`` guests at a time here, or on the Dask
-    cluster at ``cluster`` (as many at a time as its workers have guest slots, unless ``jobs`` > 1 says
-    fewer); print progress and the final table; return the exit status (0 clean, 1 found, 3
-    infrastructure only). Each crash is triaged on a worker thread while the next iteration runs. Ctrl-C
-    keeps every finished iteration and says how to resume."""
+    """Run every pending iteration of ``campaign``, ``jobs`` guests at a time here (None: what suits this
+    machine, :func:`.pool.default_jobs`), or on the Dask cluster at ``cluster`` (as many at a time as its
+    workers have guest slots, unless ``jobs`` says fewer); print progress and the final table; return the
+    exit status (0 clean, 1 found, 3 infrastructure only). Each crash is triaged on a worker thread while
+    the next iteration runs. Ctrl-C keeps every finished iteration and says how to resume."""
     spec = campaign.spec
     started, done = time.monotonic(), 0
     if cluster is None:
+        jobs = default_jobs() if jobs is None else jobs
         scenario = spec.make_scenario()
         image = ensure_variant(ensure_image(spec.kernel, progress=progress), spec.variant, progress=progress)
         where = f"kernel {image.kernel_release}, {jobs} guest(s) at a time"
@@ -52,7 +54,7 @@ def run_campaign(campaign: Campaign, progress: Progress, *, triage: bool = True,
 
         runner = ClusterRunner(cluster, spec, progress)
         one = runner.run_iteration
-        jobs = min(jobs, runner.slots) if jobs > 1 else runner.slots
+        jobs = runner.slots if jobs is None else min(jobs, runner.slots)
         where = f"Dask cluster {cluster}: {runner.slots} guest slot(s) on {runner.workers} worker(s)"
     progress(f"campaign {campaign.folder}: {spec.iterations} iterations of {spec.scenario}, variant "
              f"{spec.variant}, seed {spec.seed}, {where}")

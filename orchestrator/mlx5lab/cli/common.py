@@ -117,8 +117,10 @@ def add_boot(sp: argparse.ArgumentParser) -> None:
                          "card and hot-plug the card (faster; README: Snapshot boots)")
 
 
-def add_pool(sp: argparse.ArgumentParser) -> None:
-    """``--jobs`` (guests at once on this machine) and ``--cluster`` (a Dask scheduler's address)."""
+def add_pool(sp: argparse.ArgumentParser, default_auto: bool = True) -> None:
+    """``--jobs`` (guests at once; not given: None, which the runner reads as what suits this machine, or 1
+    where ``default_auto`` is off, as the fuzzer's programs depend on it; on a cluster, every guest slot)
+    and ``--cluster`` (a Dask scheduler's address)."""
     from ..campaign.pool import default_jobs, parse_jobs
 
     def jobs(text: str) -> int:
@@ -127,8 +129,9 @@ def add_pool(sp: argparse.ArgumentParser) -> None:
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
 
-    sp.add_argument("--jobs", "-j", type=jobs, default=1, metavar="N|auto",
+    sp.add_argument("--jobs", "-j", type=jobs, default=None, metavar="N|auto",
                     help=f"guests at once, each with its own card and folders (auto: {default_jobs()} here, one "
-                         "per 2 cores and 4 GiB free; default 1)")
+                         f"per 2 cores and 4 GiB free; default {'auto' if default_auto else 1}, or with "
+                         "--cluster every guest slot of its workers)")
     sp.add_argument("--cluster", metavar="tcp://HOST:8786",
                     help="run the iterations on this Dask scheduler's workers (README: Campaigns at scale)")

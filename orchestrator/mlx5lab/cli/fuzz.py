@@ -104,7 +104,7 @@ def add_parser(sub: Any) -> None:
     sp.add_argument("--no-vmcore", action="store_true",
                     help="triage findings from the console only (no drgn reading of the vmcore)")
     _common(sp)
-    common.add_pool(sp)  # with N > 1 the programs of a seed depend on (seed, N): program k follows k - N's result
+    common.add_pool(sp, default_auto=False)  # the programs of a seed depend on (seed, N): k follows k - N's result
     sp.set_defaults(func=cmd_fuzz)
     fsub = sp.add_subparsers(dest="fuzz_command")
     rp = fsub.add_parser("replay", help="run one program (on any kernel, variant and card), N times")

@@ -64,7 +64,7 @@ class FuzzConfig:
     card: dict | None = None
     seed_programs: tuple[str, ...] = ()  # texts run first (once each, by journal index), as syzkaller's seeds
     triage_vmcore: bool = True  # read a finding's vmcore with drgn (needs the kernel's debug info)
-    jobs: int = 1  # programs at once (guests on this machine, or at most this many cluster slots if > 1)
+    jobs: int | None = None  # programs at once: here, None is 1; on a cluster, None is every guest slot
     cluster: str | None = None  # a Dask scheduler's address: the programs run on its workers
     boot: str = "classic"  # how each program's guest starts (mlx5lab.vm.snapshot.BOOT_MODES)
 
@@ -91,9 +91,10 @@ class Fuzzer:
         self.index = self.journal.next_index()
         self.image = self._image()
         self.cluster = self._connect(cfg.cluster) if cfg.cluster else None
-        self.jobs = max(1, cfg.jobs)
-        if self.cluster is not None:
-            self.jobs = min(cfg.jobs, self.cluster.slots) if cfg.jobs > 1 else self.cluster.slots
+        if self.cluster is None:
+            self.jobs = max(1, cfg.jobs or 1)
+        else:
+            self.jobs = self.cluster.slots if cfg.jobs is None else max(1, min(cfg.jobs, self.cluster.slots))
         self.done = self.crashes = self.infra = 0
         self.new_bugs: list[str] = []
         self._triage: BackgroundTriage | None = None
