@@ -2,6 +2,9 @@
 
 By default one slot with two functions, like the dual-port ConnectX of the seed case: each function is
 its own mlx5 device with its own port, MAC, speed, link state, fault table and command trace.
+
+A cable joins the ports in pairs (fn0 <-> fn1, fn2 <-> fn3, ...): a frame one port sends arrives at
+the other, if both links are up. A function without a partner sends into nothing (counted as drops).
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -103,10 +107,19 @@ class Card:
             if old is not None:  # QEMU reconnected (a new session): the old model stops
                 old.close()
             fn = Mlx5Function(fn_cfg, memory, irq, trace, self.firmware)
+            if (i ^ 1) < len(self.config.functions):
+                fn.wire = partial(self._carry, i ^ 1)
             self.functions[i] = fn
             return PciFunction(pci_cfg, fn)
 
         return make
+
+    def _carry(self, to: int, frame: bytes) -> None:
+        """The cable: a frame sent by one port arrives at its partner when that port's link is up."""
+        peer = self.functions[to]
+        if peer is None or not peer.state.port.oper_up:
+            return
+        peer.receive(frame)
 
     def function(self, index: int) -> Mlx5Function:
         if not 0 <= index < len(self.functions):

@@ -90,6 +90,37 @@ class Result:
 
 
 @dataclass
+class DriverCq:
+    cqn: int
+    log_size: int
+    buf: int
+    dbr: int
+    ci: int = 0
+
+
+@dataclass
+class DriverSq:
+    sqn: int
+    cqn: int
+    log_size: int
+    buf: int
+    dbr: int
+    pc: int = 0
+
+
+@dataclass
+class DriverRq:
+    rqn: int
+    cqn: int
+    log_size: int
+    log_stride: int
+    buf: int
+    dbr: int
+    pc: int = 0
+    buffers: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass
 class DriverEq:
     eqn: int
     log_size: int
@@ -121,6 +152,10 @@ class TestDriver:
         self.uar = 0
         self.port_events: list[int] = []
         self.comp_events: list[int] = []
+        self.cq_rings: dict[int, DriverCq] = {}
+        self.sq_rings: dict[int, DriverSq] = {}
+        self.rq_rings: dict[int, DriverRq] = {}
+        self.lkey = 0
 
     # -- BAR access -------------------------------------------------------------------------
     def rd32(self, off: int) -> int:
@@ -404,8 +439,8 @@ class TestDriver:
     def id24(self, res: Result) -> int:
         return int.from_bytes(res.out[0x09:0x0C], "big")
 
-    def create_cq(self, eqn: int, log_size: int = 6) -> tuple[int, int, int]:
-        """Returns (cqn, buffer, doorbell record)."""
+    def create_cq(self, eqn: int, log_size: int = 6, arm: bool = True) -> tuple[int, int, int]:
+        """Returns (cqn, buffer, doorbell record); armed at once as ``en_main.c: mlx5e_create_cq`` does."""
         nbytes = 64 << log_size
         buf = self.mem.alloc(nbytes, PAGE)
         self.mem.write(buf, bytes([0] * 63 + [0xF1]) * (1 << log_size))  # op_own = 0xf1 (en_main.c)
@@ -418,25 +453,153 @@ class TestDriver:
             "cq_context.dbr_addr": dbr,
         }
         res = self.cmd(c.CREATE_CQ_IN, vals, 0x10, opcode=Op.CREATE_CQ, extra=pas)
-        return self.id24(res), buf, dbr
+        cqn = self.id24(res)
+        self.cq_rings[cqn] = DriverCq(cqn, log_size, buf, dbr)
+        if arm:
+            self.arm_cq(cqn)
+        return cqn, buf, dbr
 
-    def create_sq(self, cqn: int, tisn: int) -> int:
+    def arm_cq(self, cqn: int) -> None:
+        """``cq.h: mlx5_cq_arm``: the consumer index in the doorbell record and UAR + 0x20."""
+        cq = self.cq_rings[cqn]
+        self.mem.write(cq.dbr, be(cq.ci & 0xFFFFFF, 4))
+        self.dev.mmio_write(self.uar * PAGE + 0x20, be(cq.ci & 0xFFFFFF, 4) + be(cqn, 4))
+
+    def poll_cq(self, cqn: int) -> list[bytes]:
+        """Take every valid CQE (owner bit of this lap), update the doorbell record (no re-arm)."""
+        cq = self.cq_rings[cqn]
+        out = []
+        while True:
+            addr = cq.buf + (cq.ci % (1 << cq.log_size)) * 64
+            cqe = self.mem.read(addr, 64)
+            if cqe[63] >> 4 == 0xF or (cqe[63] & 1) != (cq.ci >> cq.log_size) & 1:
+                break
+            out.append(cqe)
+            cq.ci += 1
+        self.mem.write(cq.dbr, be(cq.ci & 0xFFFFFF, 4))
+        return out
+
+    def _ring(self, log_stride: int, log_size: int) -> tuple[int, int, bytes]:
+        nbytes = (1 << log_stride) << log_size
+        buf = self.mem.alloc(nbytes, PAGE)
+        dbr = self.mem.alloc(64, 64)
+        pas = b"".join(be(buf + i * PAGE, 8) for i in range(-(-nbytes // PAGE)))
+        return buf, dbr, pas
+
+    def create_sq(self, cqn: int, tisn: int, log_size: int = 6) -> int:
+        buf, dbr, pas = self._ring(6, log_size)
         vals = {
             "ctx.cqn": cqn,
             "ctx.tis_num_0": tisn,
             "ctx.tis_lst_sz": 1,
             "ctx.state": 0,
-            "ctx.wq.log_wq_sz": 6,
+            "ctx.wq.wq_type": 1,
+            "ctx.wq.log_wq_stride": 6,
+            "ctx.wq.log_wq_sz": log_size,
+            "ctx.wq.dbr_addr": dbr,
         }
-        sqn = self.id24(self.cmd(c.CREATE_SQ_IN, vals, 0x10, opcode=Op.CREATE_SQ))
+        sqn = self.id24(self.cmd(c.CREATE_SQ_IN, vals, 0x10, opcode=Op.CREATE_SQ, extra=pas))
         self.cmd(c.MODIFY_SQ_IN, {"sqn": sqn, "sq_state": 0, "ctx.state": 1}, opcode=Op.MODIFY_SQ)
+        self.sq_rings[sqn] = DriverSq(sqn, cqn, log_size, buf, dbr)
         return sqn
 
-    def create_rq(self, cqn: int, ready: bool = True) -> int:
-        rqn = self.id24(self.cmd(c.CREATE_RQ_IN, {"ctx.cqn": cqn}, 0x10, opcode=Op.CREATE_RQ))
+    def create_rq(self, cqn: int, ready: bool = True, log_size: int = 3, log_stride: int = 4,
+                  counter: int = 0, vsd: bool = False) -> int:
+        buf, dbr, pas = self._ring(log_stride, log_size)
+        vals = {"ctx.cqn": cqn, "ctx.wq.wq_type": 1, "ctx.wq.log_wq_stride": log_stride,
+                "ctx.wq.log_wq_sz": log_size, "ctx.wq.dbr_addr": dbr, "ctx.counter_set_id": counter,
+                "ctx.vsd": int(vsd)}
+        rqn = self.id24(self.cmd(c.CREATE_RQ_IN, vals, 0x10, opcode=Op.CREATE_RQ, extra=pas))
         if ready:
             self.cmd(c.MODIFY_RQ_IN, {"rqn": rqn, "rq_state": 0, "ctx.state": 1}, opcode=Op.MODIFY_RQ)
+        self.rq_rings[rqn] = DriverRq(rqn, cqn, log_size, log_stride, buf, dbr)
         return rqn
+
+    # -- data path (en_tx.c / en_rx.c shapes) -------------------------------------------------
+    def post_send(self, sqn: int, frame: bytes, *, inline: int = 14, cs_flags: int = 0, lso_mss: int = 0,
+                  signal: bool = True, ring: bool = True, lkey: int | None = None,
+                  ds_override: int | None = None, vlan_tci: int | None = None) -> int:
+        """Post one SEND (or LSO with ``lso_mss``) WQE like ``mlx5e_sq_xmit_wqe``; returns its index."""
+        sq = self.sq_rings[sqn]
+        pi = sq.pc
+        opcode = 0x0E if lso_mss else 0x0A
+        payload = frame[inline:]
+        data = self.mem.alloc(max(len(payload), 1), 64)
+        self.mem.write(data, payload)
+        eth = bytearray(16)
+        eth[4] = cs_flags
+        eth[6:8] = be(lso_mss, 2)
+        body = bytearray()
+        if vlan_tci is not None and not inline:
+            eth[12:14] = be(0x8000, 2)
+            eth[14:16] = be(vlan_tci, 2)
+        elif inline:
+            eth[12:14] = be(inline, 2)
+            eth[14:16] = frame[:2]
+            rest = frame[2:inline]
+            body += rest + bytes(-len(rest) % 16)
+        if payload:
+            body += be(len(payload), 4) + be(self.lkey if lkey is None else lkey, 4) + be(data, 8)
+        ds = 2 + len(body) // 16 if ds_override is None else ds_override
+        ctrl = be((pi << 8) | opcode, 4) + be((sqn << 8) | ds, 4) + bytes([0, 0, 0, 0x08 if signal else 0]) + bytes(4)
+        wqe = ctrl + bytes(eth) + bytes(body)
+        self._write_sq(sq, pi, wqe)
+        sq.pc = (pi + max(1, -(-(2 + len(body) // 16) // 4))) & 0xFFFF
+        if ring:
+            self.sq_doorbell(sqn, pi, opcode)
+        return pi
+
+    def post_nop(self, sqn: int, ring: bool = True) -> int:
+        """``en_txrx.c: mlx5e_trigger_irq``: a signalled NOP of one data segment."""
+        sq = self.sq_rings[sqn]
+        pi = sq.pc
+        wqe = be(pi << 8, 4) + be((sqn << 8) | 1, 4) + bytes([0, 0, 0, 0x08]) + bytes(4)
+        self._write_sq(sq, pi, wqe)
+        sq.pc = (pi + 1) & 0xFFFF
+        if ring:
+            self.sq_doorbell(sqn, pi)
+        return pi
+
+    def _write_sq(self, sq: DriverSq, pi: int, wqe: bytes) -> None:
+        for i in range(0, len(wqe), 64):
+            slot = ((pi + i // 64) % (1 << sq.log_size)) * 64
+            self.mem.write(sq.buf + slot, wqe[i : i + 64])
+
+    def post_recv(self, rqn: int, count: int, size: int = 2048) -> list[int]:
+        """``en_rx.c: mlx5e_alloc_rx_wqe``: ``count`` buffers of ``size`` bytes; the doorbell record last."""
+        rq = self.rq_rings[rqn]
+        addrs = []
+        for _ in range(count):
+            addr = self.mem.alloc(size, 64)
+            nseg = (1 << rq.log_stride) // 16
+            seg = be(size, 4) + be(self.lkey, 4) + be(addr, 8)
+            segs = seg + (be(0, 4) + be(0x100, 4) + bytes(8)) * (nseg - 1)
+            self.mem.write(rq.buf + (rq.pc % (1 << rq.log_size)) * (1 << rq.log_stride), segs)
+            rq.buffers[rq.pc & 0xFFFF] = addr
+            rq.pc = (rq.pc + 1) & 0xFFFF
+            addrs.append(addr)
+        self.mem.write(rq.dbr, be(rq.pc, 4))
+        return addrs
+
+    def received(self, rqn: int, cqe: bytes) -> bytes:
+        """The frame a receive CQE describes (``wqe_counter`` names the buffer, ``byte_cnt`` its length)."""
+        rq = self.rq_rings[rqn]
+        index = int.from_bytes(cqe[0x3C:0x3E], "big")
+        return self.mem.read(rq.buffers[index], int.from_bytes(cqe[0x2C:0x30], "big"))
+
+    def wait_cqes(self, cqn: int, n: int = 1, timeout: float | None = None) -> list[bytes]:
+        """Poll the CQ until ``n`` CQEs arrived (the device works on its own thread)."""
+        end = time.monotonic() + (timeout or self.timeout)
+        got: list[bytes] = []
+        while len(got) < n:
+            self.dev.wait_idle(0.5)
+            got += self.poll_cq(cqn)
+            if len(got) >= n:
+                break
+            if time.monotonic() > end:
+                raise TimeoutError(f"{len(got)} of {n} CQEs on CQ {cqn:#x}")
+            time.sleep(0.001)
+        return got
 
     def create_rqt(self, rqns: list[int]) -> int:
         vals = {"rqt_context.rqt_max_size": len(rqns), "rqt_context.rqt_actual_size": len(rqns)}
@@ -469,7 +632,11 @@ class TestDriver:
         self.mac = self.query_mac()
         self.pd = self.id24(self.cmd(None, {}, 0x10, opcode=Op.ALLOC_PD))
         self.td = self.id24(self.cmd(None, {}, 0x10, opcode=Op.ALLOC_TRANSPORT_DOMAIN))
-        self.mkey = self.id24(self.cmd(c.CREATE_MKEY_IN, {}, 0x10, opcode=Op.CREATE_MKEY))
+        self.mkey = self.id24(self.cmd(c.CREATE_MKEY_IN, {  # en_common.c: mlx5e_create_mkey
+            "memory_key_mkey_entry.lw": 1, "memory_key_mkey_entry.lr": 1, "memory_key_mkey_entry.length64": 1,
+            "memory_key_mkey_entry.pd": self.pd, "memory_key_mkey_entry.qpn": 0xFFFFFF,
+            "memory_key_mkey_entry.mkey_7_0": 0x5A}, 0x10, opcode=Op.CREATE_MKEY))
+        self.lkey = (self.mkey << 8) | 0x5A
         self.tises = [self.id24(self.cmd(c.CREATE_TIS_IN, {}, 0x10, opcode=Op.CREATE_TIS)) for _ in range(8)]
         self.q_counters = [self.cmd(None, {}, 0x10, opcode=Op.ALLOC_Q_COUNTER).out[0x0B] for _ in range(2)]
         self.drop_cq = self.create_cq(self.comp_eqs[0].eqn)[0]
@@ -521,7 +688,7 @@ class TestDriver:
         eqn = self.comp_eqs[0].eqn
         self.cqs = [self.create_cq(eqn) for _ in range(5)]
         self.sqs = [self.create_sq(cqn, self.tises[0]) for cqn, _b, _d in self.cqs[:4]]
-        self.rq = self.create_rq(self.cqs[4][0])
+        self.rq = self.create_rq(self.cqs[4][0], counter=self.q_counters[0])
         for tirn in self.tirs:
             self.cmd(c.MODIFY_TIR_IN, {"tirn": tirn}, opcode=Op.MODIFY_TIR)
         for rqtn in self.rqts:
@@ -540,7 +707,8 @@ class TestDriver:
         """Post a NOP at ``pc`` on the async ICOSQ and wait for its CQE and COMP EQE; returns the CQE."""
         cqn, buf, _dbr = self.cqs[0]
         seen = len(self.comp_events)
-        self.sq_doorbell(self.sqs[0], pc)
+        self.sq_rings[self.sqs[0]].pc = pc
+        self.post_nop(self.sqs[0])
         end = time.monotonic() + self.timeout
         while len(self.comp_events) == seen:
             if time.monotonic() > end:
@@ -548,7 +716,10 @@ class TestDriver:
             self.poll_eqs()
             time.sleep(0.0005)
         assert self.comp_events[-1] == cqn
-        return self.mem.read(buf + (pc % 64) * 64, 64)
+        cqe = self.mem.read(buf + (pc % 64) * 64, 64)
+        self.cq_rings[cqn].ci = pc + 1  # consumed, then re-armed as mlx5e_napi_poll does
+        self.arm_cq(cqn)
+        return cqe
 
     def ifdown_and_remove(self) -> None:
         """6.1's ``en_main.c: mlx5e_close`` + ``mlx5e_remove`` cleanup, every object destroyed in reverse.

@@ -98,13 +98,12 @@ def test_cqe_owner_flips_on_the_second_lap(env: tuple[Mlx5Function, TestDriver])
 
 def test_full_cq_is_not_overwritten(env: tuple[Mlx5Function, TestDriver]) -> None:
     dev, drv = env
-    up(drv)  # one CQE outstanding, consumer index never advanced
-    for pc in range(1, 64):
-        drv.sq_doorbell(drv.sqs[0], pc)
-    drv.sq_doorbell(drv.sqs[0], 64)
-    assert dev.wait_idle()
+    up(drv)  # the NOP of ifup was consumed: the consumer index stays at 1 from here on
+    for _ in range(65):
+        drv.post_nop(drv.sqs[0])
+        assert dev.wait_idle()
     assert any("full" in r.get("detail", "") for r in dev.trace.records(kind="reject"))
-    assert dev.state.objects.cqs.get(drv.cqs[0][0]).posted == 64
+    assert dev.state.objects.cqs.get(drv.cqs[0][0]).posted == 1 + 64
 
 
 def test_ptys_reports_configured_speed() -> None:

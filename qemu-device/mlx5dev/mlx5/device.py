@@ -2,9 +2,10 @@
 
 BAR0 map: pages 0..2 hold the init segment (0x2010 bytes); UAR page ``u`` (as returned by
 ALLOC_UAR, from ``config.uar_base``) is at ``u * 4096``. In a UAR page the model decodes the EQ
-doorbells (+0x40 arm, +0x48 no arm: ``eqn << 24 | ci``), ignores CQ arm doorbells (+0x20: every
-CQE raises an EQE anyway) and treats 8-byte writes at +0x800.. (BlueFlame registers, 256-byte
-aligned) as SQ doorbells.
+doorbells (+0x40 arm, +0x48 no arm: ``eqn << 24 | ci``), the CQ arm doorbells (+0x20, 64-bit:
+``sn << 28 | cmd | ci`` and the CQN) and treats 8-byte writes at +0x800.. (BlueFlame registers,
+256-byte aligned) as SQ doorbells. Frames the SQs send leave through ``wire`` (the card's cable, set
+by :class:`mlx5dev.card.Card`); frames for this port arrive through :meth:`Mlx5Function.receive`.
 
 ``mmio_read`` / ``mmio_write`` only touch registers and queue work; the worker thread does every
 DMA and interrupt. All guest-triggered problems end up in the trace, never as exceptions.
@@ -13,6 +14,7 @@ DMA and interrupt. All guest-triggered problems end up in the trace, never as ex
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -21,7 +23,8 @@ from . import handlers  # noqa: F401  (registers every command handler)
 from .cmdq import CommandQueue
 from .config import FunctionConfig
 from .consts import Cap, Event, GeneralSubtype
-from .datapath import sq_doorbell
+from .datapath import rx, tx
+from .datapath.events import cq_arm_doorbell
 from .faults import Fault, FaultTable
 from .firmware import Firmware, SyncRstState
 from .ifc.caps import CMD_HCA_CAP
@@ -39,6 +42,7 @@ PAGE = 4096
 ISEG_PAGES = 3
 EQ_DB_ARM, EQ_DB_NOARM, CQ_DB = 0x40, 0x48, 0x20
 BF_FIRST = 0x800
+RX_BACKLOG = 1024  # frames queued for this function's worker before the port drops (a full RX FIFO)
 
 
 class Mlx5Function:
@@ -67,7 +71,10 @@ class Mlx5Function:
         self.iseg = InitSegment(self.firmware, self._cmd_doorbell, exec_to, init_to,
                                 on_nic_interface=lambda value: self.firmware.nic_interface_written(self, value))
         self._sq_half: dict[int, bytes] = {}
+        self._cq_half: bytes | None = None
         self.cq_doorbells = 0
+        self.wire: Callable[[bytes], None] | None = None  # where sent frames go (the card's cable)
+        self.rx_backlog_drops = 0
         self.ignored_while_halted = 0
         self._closed = False
         self._start()
@@ -192,8 +199,8 @@ class Mlx5Function:
             else:
                 eq.set_consumer(value & 0xFFFFFF, arm=inner == EQ_DB_ARM)
             return
-        if inner == CQ_DB:
-            self.cq_doorbells += 1
+        if inner in (CQ_DB, CQ_DB + 4):
+            self._cq_doorbell_bytes(inner, data)
             return
         if inner >= BF_FIRST and inner % 0x100 in (0, 4):
             self._sq_doorbell_bytes(offset=page * PAGE + inner, data=data)
@@ -203,13 +210,50 @@ class Mlx5Function:
     def _sq_doorbell_bytes(self, offset: int, data: bytes) -> None:
         """Assemble the 8-byte SQ doorbell (one 64-bit write, or two 32-bit halves in order)."""
         if offset % 0x100 == 0 and len(data) >= 8:
-            self.worker.submit(partial(sq_doorbell, self.state, data[:8]))
+            self.worker.submit(partial(self._sq_doorbell, data[:8]))
         elif offset % 0x100 == 0 and len(data) == 4:
             self._sq_half[offset] = data
         elif offset % 0x100 == 4 and len(data) == 4 and (offset - 4) in self._sq_half:
-            self.worker.submit(partial(sq_doorbell, self.state, self._sq_half.pop(offset - 4) + data))
+            self.worker.submit(partial(self._sq_doorbell, self._sq_half.pop(offset - 4) + data))
         else:
             self._reject(f"SQ doorbell write at {offset:#x} size {len(data)} not understood")
+
+    def _cq_doorbell_bytes(self, inner: int, data: bytes) -> None:
+        """Assemble the 8-byte CQ arm doorbell (one 64-bit write, or two 32-bit halves in order)."""
+        if inner == CQ_DB and len(data) >= 8:
+            doorbell = data[:8]
+        elif inner == CQ_DB and len(data) == 4:
+            self._cq_half = data
+            return
+        elif inner == CQ_DB + 4 and len(data) == 4 and self._cq_half is not None:
+            doorbell, self._cq_half = self._cq_half + data, None
+        else:
+            self._reject(f"CQ doorbell write at +{inner:#x} size {len(data)} not understood")
+            return
+        self.cq_doorbells += 1
+        self.worker.submit(partial(cq_arm_doorbell, self.state, doorbell))
+
+    def _sq_doorbell(self, doorbell: bytes) -> None:
+        """Run one SQ doorbell's WQEs (on the worker) and put the frames on the wire."""
+        result = tx.sq_doorbell(self.state, doorbell)
+        for frame in result.frames:
+            self.transmit(frame)
+
+    def transmit(self, frame: bytes) -> None:
+        """A frame leaves the port: to the cable if the link is up, else it is lost (counted)."""
+        if frame[:6] == self.state.port.mac:  # the vport's own address: looped back (mlx5e selftest)
+            self.receive(frame)
+        elif not self.state.port.oper_up or self.wire is None:
+            self.state.traffic.drop("sent while the link was down")
+        else:
+            self.wire(frame)
+
+    def receive(self, frame: bytes) -> None:
+        """A frame arrives from the cable (any thread): queued for the worker, dropped if it is backed up."""
+        if self._closed or self.worker.pending() >= RX_BACKLOG:
+            self.rx_backlog_drops += 1
+            return
+        self.worker.submit(partial(rx.deliver, self.state, frame))
 
     # -- control API ------------------------------------------------------------------------
     def set_link(self, up: bool) -> None:
@@ -314,6 +358,7 @@ class Mlx5Function:
                 "health": vars(self.iseg.health).copy(),
                 "firmware": self.firmware.status(),
                 "ignored_while_halted": self.ignored_while_halted,
+                "traffic": {**st.traffic.snapshot(), "rx_backlog_drops": self.rx_backlog_drops},
                 "faults": self.faults.list(),
                 "cap_types": sorted(Cap(t).name for t in st.caps_max),
             }

@@ -14,6 +14,7 @@ from typing import Generic, TypeVar
 
 from .consts import QueueState, Status
 from .cq import CompletionQueue
+from .datapath.wq import Mkey, WqRing
 from .eq import EventQueue
 from .errors import CmdError, Synd
 
@@ -78,11 +79,23 @@ class Table(Generic[T]):
 
 @dataclass
 class WorkQueue:
-    """An SQ or RQ: just what the data path and MODIFY/QUERY need."""
+    """An SQ or RQ: its state, the context it was created with, and the data path's view of its ring.
+
+    ``ci`` is the card's consumer counter in WQE-basic-block units (16 bits, as the WQE index in a
+    send WQE's control segment and a CQE's ``wqe_counter``); moving to RST rewinds it, as the driver
+    rewinds its own counters (``en_main.c: mlx5e_reset_txqsq_cc_pc``).
+    """
 
     cqn: int
     state: int = QueueState.RST
     context: bytes = b""
+    ring: WqRing | None = None
+    ci: int = 0
+    vlan_strip: bool = False
+    counter_set_id: int = 0
+    packets: int = 0
+    bytes: int = 0
+    errors: int = 0
 
 
 @dataclass
@@ -114,6 +127,13 @@ class Opaque:
     context: bytes = b""
 
 
+@dataclass
+class QCounter:
+    """A Q counter: what the card counts for the RQs that name it (``rx_out_of_buffer`` in ``ethtool -S``)."""
+
+    out_of_buffer: int = 0
+
+
 class Objects:
     """All object tables of one function; emptied by TEARDOWN_HCA and by reset."""
 
@@ -131,10 +151,10 @@ class Objects:
         self.flow_counters: Table[Opaque] = Table("flow counter", 0x8000)
         self.modify_headers: Table[Opaque] = Table("modify header", 0x1)
         self.reformats: Table[Opaque] = Table("packet reformat", 0x1)
-        self.mkeys: Table[Opaque] = Table("mkey", 0x1)
+        self.mkeys: Table[Mkey] = Table("mkey", 0x1)
         self.pds: Table[Opaque] = Table("PD", 0x1)
         self.tds: Table[Opaque] = Table("transport domain", 0x1)
-        self.q_counters: Table[Opaque] = Table("Q counter", 0x1, bits=8)
+        self.q_counters: Table[QCounter] = Table("Q counter", 0x1, bits=8)
         self.vxlan_ports: Table[Opaque] = Table("VXLAN port", 0x1, bits=16)
         self.l2_entries: Table[Opaque] = Table("L2 entry", 0x1)
 

@@ -14,6 +14,7 @@ from ..interfaces import DMAError, GuestMemory, InterruptSink
 from .capabilities import build_caps
 from .config import FunctionConfig
 from .consts import Event, PortChange
+from .datapath.counters import TrafficCounters
 from .eq import EventQueue
 from .firmware import Firmware, FunctionSide
 from .ifc.hw import EQE
@@ -62,6 +63,7 @@ class DeviceState:
         self.hca = HcaState()
         self.commands = 0
         self.events_posted: dict[str, int] = {}
+        self.traffic = TrafficCounters()
 
     @property
     def name(self) -> str:

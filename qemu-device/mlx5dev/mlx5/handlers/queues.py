@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from ..consts import Op, QueueState, Status
+from ..consts import Cap, Op, QueueState, Status
+from ..datapath.wq import WqRing
 from ..dispatcher import Ctx, handler
+from ..eq import pages_for
 from ..errors import CmdError, Synd, bad_param
 from ..ifc import cmds as c
+from ..ifc.caps import CMD_HCA_CAP
 from ..ifc.contexts import RQC, SQC
 from ..objects import Opaque, Rqt, Table, WorkQueue
+from .eq import read_pas
+
+WQ_TYPE_CYCLIC = 1  # mlx5_ifc.h MLX5_WQ_TYPE_CYCLIC: the only ring type the card implements (no striding_rq)
+MODIFY_RQ_VSD = 1 << 1  # mlx5_ifc.h MLX5_MODIFY_RQ_IN_MODIFY_BITMASK_VSD
+MODIFY_RQ_COUNTER_SET_ID = 1 << 3
 
 STATES = {int(s) for s in QueueState}
 
@@ -20,9 +28,36 @@ def _create_wq(ctx: Ctx, table: Table[WorkQueue], layout_ctx: str, what: str) ->
         raise bad_param(f"{what} must be created in RST, not state {state}")
     off = ctx.spec.inp.off(layout_ctx) if ctx.spec.inp else 0
     size = (SQC if what == "SQ" else RQC).size
-    qn = table.add(WorkQueue(cqn, QueueState.RST, ctx.inp[off : off + size]))
-    ctx.note(f"{what.lower()}n {qn:#x} cqn {cqn:#x}")
+    wq = WorkQueue(cqn, QueueState.RST, ctx.inp[off : off + size], _ring(ctx, f"{layout_ctx}.wq", what))
+    if what == "RQ":
+        wq.vlan_strip = not ctx.get(f"{layout_ctx}.vsd")
+        wq.counter_set_id = ctx.get(f"{layout_ctx}.counter_set_id")
+    qn = table.add(wq)
+    ctx.note(f"{what.lower()}n {qn:#x} cqn {cqn:#x} {wq.ring.size}x{wq.ring.stride}B")
     return qn
+
+
+def _ring(ctx: Ctx, wq: str, what: str) -> WqRing:
+    """The queue's ring from its ``wq`` context and the ``pas[]`` after it (``wq.c: mlx5_wq_cyc_create``)."""
+    if ctx.get(f"{wq}.wq_type") != WQ_TYPE_CYCLIC:
+        raise bad_param(f"{what} wq_type {ctx.get(f'{wq}.wq_type')}: only cyclic rings are implemented")
+    gen = ctx.dev.caps_cur[Cap.GENERAL]
+    log_stride, log_size = ctx.get(f"{wq}.log_wq_stride"), ctx.get(f"{wq}.log_wq_sz")
+    lo, hi = (("log_min_stride_sz_sq", "log_max_stride_sz_sq") if what == "SQ"
+              else ("log_min_stride_sz_rq", "log_max_stride_sz_rq"))
+    # mlx5e's receive rings have 16-byte strides (one data segment: en/params.c: mlx5e_build_rq_param)
+    lo_value = 4 if what == "RQ" else CMD_HCA_CAP.get(gen, lo)
+    if not lo_value <= log_stride <= CMD_HCA_CAP.get(gen, hi):
+        raise bad_param(f"{what} log_wq_stride {log_stride}")
+    if log_size > CMD_HCA_CAP.get(gen, "log_max_wq_sz"):
+        raise bad_param(f"{what} log_wq_sz {log_size} > log_max_wq_sz")
+    log_page = ctx.get(f"{wq}.log_wq_pg_sz")
+    if log_page > 16:
+        raise bad_param(f"{what} log_wq_pg_sz {log_page}")
+    assert ctx.spec.inp is not None
+    count = pages_for((1 << log_stride) << log_size, 4096 << log_page)
+    pas = read_pas(ctx, ctx.spec.inp.off(f"{wq}.pas"), count)
+    return WqRing(log_stride, log_size, log_page, pas, ctx.get(f"{wq}.dbr_addr"))
 
 
 def _modify_wq(ctx: Ctx, table: Table[WorkQueue], qn: int, cur: int, layout_ctx: str) -> None:
@@ -38,6 +73,8 @@ def _modify_wq(ctx: Ctx, table: Table[WorkQueue], qn: int, cur: int, layout_ctx:
         raise bad_param(f"next state {nxt}")
     ctx.note(f"{table.kind} {qn:#x} {QueueState(cur).name}->{QueueState(nxt).name}")
     wq.state = nxt
+    if nxt == QueueState.RST:
+        wq.ci = 0
 
 
 def _query_wq(ctx: Ctx, wq: WorkQueue, out_ctx: str) -> None:
@@ -74,6 +111,11 @@ def create_rq(ctx: Ctx) -> None:
 @handler(Op.MODIFY_RQ, c.MODIFY_RQ_IN, c.CMD_OUT)
 def modify_rq(ctx: Ctx) -> None:
     _modify_wq(ctx, ctx.dev.objects.rqs, ctx.get("rqn"), ctx.get("rq_state"), "ctx")
+    rq = ctx.dev.objects.rqs.get(ctx.get("rqn"))
+    if ctx.get("modify_bitmask") & MODIFY_RQ_VSD:  # ethtool -K rxvlan (en_main.c: mlx5e_modify_rq_vsd)
+        rq.vlan_strip = not ctx.get("ctx.vsd")
+    if ctx.get("modify_bitmask") & MODIFY_RQ_COUNTER_SET_ID:
+        rq.counter_set_id = ctx.get("ctx.counter_set_id")
 
 
 @handler(Op.DESTROY_RQ, c.DESTROY_RQ_IN, c.CMD_OUT)

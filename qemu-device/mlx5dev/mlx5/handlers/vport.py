@@ -108,7 +108,17 @@ def modify_vport_state(ctx: Ctx) -> None:
 
 @handler(Op.QUERY_VPORT_COUNTER, c.QUERY_VPORT_COUNTER_IN, c.QUERY_VPORT_COUNTER_OUT)
 def query_vport_counter(ctx: Ctx) -> None:
-    _own_vport(ctx)  # all traffic counters are 0: no packets flow
+    """The vport's traffic counters (``struct mlx5_ifc_traffic_counter_bits``: packets, then octets, 64 bits
+    each), counted by the data path (``datapath/counters.py``)."""
+    _own_vport(ctx)
+    traffic = ctx.dev.traffic
+    assert ctx.spec.out is not None
+    for kind in ("unicast", "multicast", "broadcast"):
+        for direction, packets, octets in (("received", traffic.rx_packets, traffic.rx_octets),
+                                            ("transmitted", traffic.tx_packets, traffic.tx_octets)):
+            off = ctx.spec.out.off(f"{direction}_eth_{kind}")
+            ctx.out[off : off + 8] = (packets[kind] & (1 << 64) - 1).to_bytes(8, "big")
+            ctx.out[off + 8 : off + 16] = (octets[kind] & (1 << 64) - 1).to_bytes(8, "big")
 
 
 @handler(Op.QUERY_VNIC_ENV, c.QUERY_VNIC_ENV_IN, c.QUERY_VNIC_ENV_OUT)

@@ -9,6 +9,7 @@ from .contexts import (
     CQC,
     EQC,
     FLOW_TABLE_CONTEXT,
+    MKC,
     MODIFY_NIC_VPORT_FIELD_SELECT,
     NIC_VPORT_CONTEXT,
     QUERY_ADAPTER_PARAM_BLOCK,
@@ -976,8 +977,12 @@ QUERY_VPORT_COUNTER_OUT = Layout(
     [
         ("status", 0x0, 0x8),
         ("syndrome", 0x20, 0x20),
+        ("received_eth_broadcast", 0x380, 0x80),
+        ("transmitted_eth_broadcast", 0x400, 0x80),
         ("received_eth_unicast", 0x480, 0x80),
         ("transmitted_eth_unicast", 0x500, 0x80),
+        ("received_eth_multicast", 0x580, 0x80),
+        ("transmitted_eth_multicast", 0x600, 0x80),
     ],
 )
 
@@ -1052,7 +1057,7 @@ CREATE_MKEY_IN = Layout(
         ("op_mod", 0x30, 0x10),
         ("pg_access", 0x60, 0x1),
         ("mkey_umem_valid", 0x61, 0x1),
-        ("memory_key_mkey_entry", 0x80, 0x200),
+        ("memory_key_mkey_entry", 0x80, MKC),
         ("translations_octword_actual_size", 0x300, 0x20),
         ("klm_pas_mtt", 0x880, 0x0),
     ],

@@ -117,6 +117,23 @@ RQC = Layout(
     ],
 )
 
+MKC = Layout(
+    "mkc",
+    0x40,
+    [
+        ("free", 0x1, 0x1),
+        ("lw", 0x14, 0x1),
+        ("lr", 0x15, 0x1),
+        ("access_mode_1_0", 0x16, 0x2),
+        ("qpn", 0x20, 0x18),
+        ("mkey_7_0", 0x38, 0x8),
+        ("length64", 0x60, 0x1),
+        ("pd", 0x68, 0x18),
+        ("start_addr", 0x80, 0x40),
+        ("len", 0xC0, 0x40),
+    ],
+)
+
 RQTC = Layout(
     "rqtc",
     0xF0,
