@@ -126,8 +126,9 @@ DYNAMIC_TOOLS = ("dropbear", "bash", "ethtool", "ip", "devlink")
 # Bash scripts shipped in /bin, from guest-images/reader/ of the checkout (the project is installed editable):
 # mlx5lab-read runs one kind of read that reaches mlx5_core (sysfs, procfs, ethtool ioctl and netlink,
 # devlink, bonding and VLAN speed) from several threads until a time or a stop file; mlx5lab-stack puts a
-# bond or VLANs on the mlx5 ports. builder_fingerprint covers their bytes.
-GUEST_SCRIPTS = ("mlx5lab-read", "mlx5lab-stack", "mlx5lab-exec")
+# bond or VLANs on the mlx5 ports; mlx5lab-net joins the two ports over the cable (a network namespace)
+# and pings and sends TCP across it. builder_fingerprint covers their bytes.
+GUEST_SCRIPTS = ("mlx5lab-read", "mlx5lab-stack", "mlx5lab-exec", "mlx5lab-net")
 
 
 def guest_scripts() -> dict[str, bytes]:

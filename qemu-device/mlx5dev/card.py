@@ -115,11 +115,10 @@ class Card:
         return make
 
     def _carry(self, to: int, frame: bytes) -> None:
-        """The cable: a frame sent by one port arrives at its partner when that port's link is up."""
+        """The cable: a frame sent by one port arrives at its partner (which drops it if its link is down)."""
         peer = self.functions[to]
-        if peer is None or not peer.state.port.oper_up:
-            return
-        peer.receive(frame)
+        if peer is not None:
+            peer.receive(frame)
 
     def function(self, index: int) -> Mlx5Function:
         if not 0 <= index < len(self.functions):

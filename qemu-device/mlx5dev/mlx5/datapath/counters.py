@@ -41,8 +41,10 @@ class TrafficCounters:
         self.tx_packets[k] += 1
         self.tx_octets[k] += len(frame)
 
-    def drop(self, reason: str) -> None:
+    def drop(self, reason: str) -> bool:
+        """Count a dropped frame; True the first time for this reason (worth a trace record)."""
         self.rx_dropped[reason] = self.rx_dropped.get(reason, 0) + 1
+        return self.rx_dropped[reason] == 1
 
     def snapshot(self) -> dict[str, object]:
         return {

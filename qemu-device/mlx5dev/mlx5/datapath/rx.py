@@ -38,21 +38,21 @@ def deliver(dev: DeviceState, frame: bytes) -> bool:
     """Receive one frame (on the worker); True if it reached a receive buffer."""
     with dev.lock:
         if dev.firmware.halted:
-            dev.traffic.drop("firmware halted")
+            _drop(dev, "firmware halted")
             return False
         if not dev.hca.initialized or not dev.port.oper_up:
-            dev.traffic.drop("port down")
+            _drop(dev, "port down")
             return False
         rq = select_rq(dev, frame)
         if rq is None:
-            dev.traffic.drop("no receive queue")
+            _drop(dev, "no receive queue")
             return False
         if rq.state != QueueState.RDY:
-            dev.traffic.drop("receive queue not ready")
+            _drop(dev, "receive queue not ready")
             return False
         cq = dev.objects.cqs.find(rq.cqn)
         if cq is None:
-            dev.traffic.drop("receive queue has no CQ")
+            _drop(dev, "receive queue has no CQ")
             return False
         try:
             ok = _into_ring(dev, rq, cq, frame)
@@ -61,6 +61,13 @@ def deliver(dev: DeviceState, frame: bytes) -> bool:
             return False
         notify(dev, cq)
         return ok
+
+
+def _drop(dev: DeviceState, reason: str, why: str = "") -> None:
+    if dev.traffic.drop(reason):
+        dev.trace.emit({"kind": "info", "function": dev.name,
+                        "detail": f"received frame dropped: {reason}{': ' + why if why else ''} "
+                                  "(the first; later ones are only counted)"})
 
 
 def select_rq(dev: DeviceState, frame: bytes) -> WorkQueue | None:
@@ -83,7 +90,7 @@ def _into_ring(dev: DeviceState, rq: WorkQueue, cq: CompletionQueue, frame: byte
         counter = dev.objects.q_counters.find(rq.counter_set_id)
         if counter is not None:
             counter.out_of_buffer += 1
-        dev.traffic.drop("out of buffer")
+        _drop(dev, "out of buffer")
         return False
     tci = None
     if rq.vlan_strip:
@@ -97,7 +104,8 @@ def _into_ring(dev: DeviceState, rq: WorkQueue, cq: CompletionQueue, frame: byte
         scatter(dev, wqe, frame)
     except WqeError as e:
         rq.errors += 1
-        dev.traffic.drop("length error" if e.syndrome == SYND_LOCAL_LENGTH else "protection error")
+        _drop(dev, "length error" if e.syndrome == SYND_LOCAL_LENGTH else "protection error",
+              f"{e.detail}; WQE {index}: {wqe.hex()}")
         cqe[0x37] = e.syndrome
         if not cq.write(dev.memory, cqe, CQE_RESP_ERR):
             dev.reject(f"CQ {cq.cqn:#x} full: receive error completion dropped")
@@ -112,7 +120,7 @@ def _into_ring(dev: DeviceState, rq: WorkQueue, cq: CompletionQueue, frame: byte
     CQE64.set(cqe, "byte_cnt", len(frame))
     if not cq.write(dev.memory, cqe, CQE_RESP_SEND):
         dev.reject(f"CQ {cq.cqn:#x} full: a received frame's completion dropped")
-        dev.traffic.drop("CQ full")
+        _drop(dev, "CQ full")
         return False
     rq.packets += 1
     rq.bytes += len(frame)
