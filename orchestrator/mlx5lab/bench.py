@@ -106,6 +106,86 @@ def bench_device(image: GuestImage, runs: int, speeds: list[int]) -> DeviceFigur
     return DeviceFigures(Spread(ports), latencies, rates)
 
 
+@dataclass
+class TrafficFigures:
+    """One boot's traffic across the cable and the command path's latency with and without it."""
+
+    idle_us: list[float]  # doorbell -> completion of the commands of speed reads, no traffic
+    busy_us: list[float]  # the same reads while a TCP transfer runs
+    mbit_s: list[float]  # per transfer, payload Mb/s (mlx5lab-net send)
+    frames_s: list[float]  # per transfer, frames per second through the card (both directions, its counters)
+    nbytes: int
+
+    def lines(self) -> list[str]:
+        def lat(label: str, v: list[float]) -> str:
+            v = sorted(v)
+            p99 = v[min(len(v) - 1, int(len(v) * 0.99))]
+            return f"{label:<44} median {statistics.median(v):8.1f} us   p99 {p99:8.1f} us   (n={len(v)})"
+
+        ratio = statistics.median(self.busy_us) / statistics.median(self.idle_us)
+
+        return [
+            f"{'TCP across the cable, ' + str(self.nbytes >> 20) + ' MiB transfers':<44} median "
+            f"{statistics.median(self.mbit_s):8.2f} Mb/s   min {min(self.mbit_s):.2f}   max {max(self.mbit_s):.2f}"
+            f"   (n={len(self.mbit_s)})",
+            f"{'frames per second through the card':<44} median {statistics.median(self.frames_s):8.0f}"
+            f"   min {min(self.frames_s):.0f}   max {max(self.frames_s):.0f}   (data and ACKs, card's counters)",
+            lat("command latency, data path idle", self.idle_us),
+            lat("command latency, during a transfer", self.busy_us),
+            f"{'during / idle (medians)':<44} {ratio:8.2f} x",
+        ]
+
+
+def bench_traffic(image: GuestImage, runs: int, nbytes: int = 8 << 20, reads: int = 200) -> TrafficFigures:
+    """One boot: ``reads`` speed reads with the data path idle, then ``runs`` TCP transfers of ``nbytes``
+    across the cable, the same reads repeated during one more transfer. Command latencies are the device's
+    (trace: doorbell to completion); frame counts are the card's port counters (ethtool -S ``*_packets_phy``)."""
+    from .net import net, port_stats
+    from .paths.health import read_records, trace_end
+
+    def command_latencies(m: Machine, since: list[int]) -> list[float]:
+        assert m.card is not None
+        out: list[float] = []
+        for fn, offset in enumerate(since):
+            out += [r["latency_us"] for r in read_records(m.card.trace_file(fn), offset)
+                    if r.get("kind") == "cmd" and "latency_us" in r]
+        return out
+
+    def offsets(m: Machine) -> list[int]:
+        assert m.card is not None
+        return [trace_end(m.card.trace_file(i)) for i in range(len(m.card.spec.functions))]
+
+    speed_reads = f"for i in $(seq {reads}); do cat /sys/class/net/eth1/speed; done >/dev/null"
+    with Machine(MachineConfig(image=image, card=CardConfig())) as m:
+        m.wait_ssh(timeout=120)
+        m.run("sleep 2")  # the ports' own start-up commands are over
+        since = offsets(m)
+        m.run(speed_reads, timeout=300)
+        idle = command_latencies(m, since)
+        print(f"  idle: {len(idle)} commands", file=sys.stderr, flush=True)
+        up = net(m, "up")
+        mbit, frames = [], []
+        for i in range(runs):
+            before = port_stats(m)
+            sent = net(m, f"send {nbytes} 300", timeout=330)
+            after = port_stats(m)
+            if not sent["intact"]:
+                raise RuntimeError(f"transfer {i + 1}: the data did not arrive intact: {sent}")
+            moved = sum(after[p]["tx_packets_phy"] - before[p]["tx_packets_phy"] for p in (up["first"], up["peer"]))
+            mbit.append(float(sent["mbit_s"]))
+            frames.append(moved / float(sent["seconds"]))
+            print(f"  transfer {i + 1}/{runs}: {sent['mbit_s']} Mb/s, {frames[-1]:.0f} frames/s", file=sys.stderr,
+                  flush=True)
+        m.start_command(f"mlx5lab-net send {nbytes} 300 > /tmp/bench-send.json 2>&1")
+        m.run("sleep 1")
+        since = offsets(m)
+        m.run(speed_reads.replace("eth1", up["first"]), timeout=300)
+        busy = command_latencies(m, since)
+        m.run("for i in $(seq 1 1500); do [ -s /tmp/bench-send.json ] && break; sleep 0.2; done", timeout=330)
+        print(f"  during a transfer: {len(busy)} commands", file=sys.stderr, flush=True)
+    return TrafficFigures(idle, busy, mbit, frames, nbytes)
+
+
 PHASES = (  # (label, timing key): where an iteration's time goes (scenarios/guest.py, vm/machine.py)
     ("QEMU and device server start", "phase_start_s"),
     ("guest: kernel to init (uptime)", "guest_init_s"),

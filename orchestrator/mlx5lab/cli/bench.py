@@ -1,4 +1,4 @@
-"""``mlx5lab bench boot|device|race|paths|fuzz``: benchmarks that print their figures."""
+"""``mlx5lab bench boot|device|traffic|race|paths|fuzz``: benchmarks that print their figures."""
 
 from __future__ import annotations
 
@@ -35,6 +35,16 @@ def cmd_bench_device(args: argparse.Namespace) -> int:
     img = common.image(args)
     common.progress(f"{args.runs} boots with a card of {len(args.speeds)} functions")
     for line in bench_device(img, args.runs, args.speeds).lines():
+        print(line)
+    return 0
+
+
+def cmd_bench_traffic(args: argparse.Namespace) -> int:
+    from ..bench import bench_traffic
+
+    img = common.image(args)
+    common.progress(f"one boot, {args.runs} transfers of {args.mib} MiB across the cable")
+    for line in bench_traffic(img, args.runs, args.mib << 20).lines():
         print(line)
     return 0
 
@@ -185,6 +195,12 @@ def add_parser(sub: Any) -> None:
     common.add_runs(sp)
     common.add_speeds(sp)
     sp.set_defaults(func=cmd_bench_device)
+    sp = bsub.add_parser("traffic", help="TCP Mb/s and frames per second across the card's cable, next to the "
+                                         "command latency with the data path idle and busy")
+    common.add_kernel(sp)
+    common.add_runs(sp)
+    sp.add_argument("--mib", type=int, default=8, help="size of each transfer in MiB")
+    sp.set_defaults(func=cmd_bench_traffic)
     sp = bsub.add_parser("race", help="race iterations: boot to verdict, and iterations per hour")
     common.add_kernel(sp)
     common.add_runs(sp)
