@@ -16,12 +16,17 @@ from pathlib import Path
 from .card import Card, CardConfig
 from .control import ControlServer
 from .rundir import CardDir
+from .tap import TapError
 
 
 def serve(args: argparse.Namespace) -> int:
     config = CardConfig.from_json(args.card) if args.card else CardConfig()
     args.dir.mkdir(parents=True, exist_ok=True)
-    card = Card(config, args.dir)
+    try:
+        card = Card(config, args.dir)
+    except TapError as e:
+        print(f"mlx5dev: {e}", file=sys.stderr)
+        return 2
     control = ControlServer(card, CardDir(args.dir).control_socket)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -5,6 +5,8 @@ its own mlx5 device with its own port, MAC, speed, link state, fault table and c
 
 A cable joins the ports in pairs (fn0 <-> fn1, fn2 <-> fn3, ...): a frame one port sends arrives at
 the other, if both links are up. A function without a partner sends into nothing (counted as drops).
+With ``tap`` set, the last function's cable ends in a host TAP interface of that name instead
+(:mod:`.tap`), and its partner has none.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from .mlx5.firmware import Firmware
 from .mlx5.trace import CommandTrace
 from .pci import PciFunction, PciFunctionConfig
 from .rundir import CardDir
+from .tap import TapPort
 from .vfio_user import VfioUserServer
 
 log = logging.getLogger("mlx5dev.card")
@@ -59,6 +62,9 @@ class CardConfig:
     # its shorter sync-reset deadline (PCI_SYNC_UPDATE without DTOR's tear_down_to), which two functions'
     # serialised PCI link toggles under QEMU overrun
     cmd_timeout_ms: int | None = 60000
+    # a host TAP interface the last function's port is cabled to instead of its partner (None: no host
+    # backend); the card creates it, down, when it starts
+    tap: str | None = None
 
     @classmethod
     def from_json(cls, text: str) -> CardConfig:
@@ -85,6 +91,8 @@ class Card:
         fw_version = FunctionConfig().fw_version
         self.firmware = Firmware(fw_version, fw_reset_supported=config.fw_reset_supported,
                                  sync_reset=config.sync_reset, on_event=self._firmware_event)
+        self.tap_index = len(config.functions) - 1 if config.tap else None
+        self.tap = TapPort(config.tap, self._from_tap) if config.tap else None
         self.servers: list[VfioUserServer] = []
         for i in range(len(config.functions)):
             self.servers.append(VfioUserServer(self.run_dir.function_socket(i), self._factory(i)))
@@ -107,7 +115,9 @@ class Card:
             if old is not None:  # QEMU reconnected (a new session): the old model stops
                 old.close()
             fn = Mlx5Function(fn_cfg, memory, irq, trace, self.firmware)
-            if (i ^ 1) < len(self.config.functions):
+            if i == self.tap_index and self.tap is not None:
+                fn.wire = self.tap.send
+            elif (i ^ 1) < len(self.config.functions) and (i ^ 1) != self.tap_index:
                 fn.wire = partial(self._carry, i ^ 1)
             self.functions[i] = fn
             return PciFunction(pci_cfg, fn)
@@ -119,6 +129,11 @@ class Card:
         peer = self.functions[to]
         if peer is not None:
             peer.receive(frame)
+
+    def _from_tap(self, frame: bytes) -> None:
+        fn = self.functions[self.tap_index] if self.tap_index is not None else None
+        if fn is not None:
+            fn.receive(frame)
 
     def function(self, index: int) -> Mlx5Function:
         if not 0 <= index < len(self.functions):
@@ -141,7 +156,10 @@ class Card:
                 fn.trace.emit({**record, "function": fn.name})
 
     def status(self) -> list[dict[str, Any]]:
-        return [self.function(i).status() for i in range(len(self.functions))]
+        rows = [self.function(i).status() for i in range(len(self.functions))]
+        if self.tap is not None and self.tap_index is not None:
+            rows[self.tap_index]["tap"] = self.tap.status()
+        return rows
 
     def start(self) -> None:
         for server in self.servers:
@@ -153,4 +171,6 @@ class Card:
         for fn in self.functions:
             if fn is not None:
                 fn.close()
+        if self.tap is not None:
+            self.tap.close()
         self.firmware.close()

@@ -31,3 +31,8 @@ def test_race_and_boot_take_card_settings() -> None:
     assert build_parser().parse_args(["boot", "--card", "sync_reset=false"]).card == [("sync_reset", False)]
     with pytest.raises(ValueError, match="reboot is one of"):
         RaceParams(reboot="halt")
+
+
+def test_tap_takes_an_interface_name_or_none() -> None:
+    assert parse_card_setting("tap=mlx5tap0") == ("tap", "mlx5tap0")
+    assert parse_card_setting("tap=none") == ("tap", None)

@@ -5,6 +5,8 @@ transfer runs (a channel change, an unbind and bind of both functions, ``reboot 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -154,3 +156,33 @@ def test_reboot_during_a_transfer(image: GuestImage, tmp_path: Path) -> None:
         assert res.healthy, res.explain()
         assert m.card is not None and m.card.alive()
         assert net(m, "up") and net(m, "ping 3")["received"] == {"to_peer": 3, "from_peer": 3}
+
+
+def test_the_host_reaches_the_guest_through_a_tap_backend(image: GuestImage, tmp_path: Path) -> None:
+    """``--card tap=NAME``: the second port's cable ends in a host TAP interface (moved here into a network
+    namespace of the test's own), and ping works both ways between the host and the guest (the host side
+    with busybox-static's ping, which the guest image is built from)."""
+    tap, ns = f"mlx5t{os.getpid() % 100000}", f"mlx5lab-test-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        with Machine(MachineConfig(image=image, card=CardConfig(tap=tap), workdir=tmp_path / "run")) as m:
+            m.wait_ssh(timeout=120)
+            for cmd in (["ip", "link", "set", tap, "netns", ns], ["ip", "-n", ns, "addr", "add", "10.57.0.1/24",
+                        "dev", tap], ["ip", "-n", ns, "link", "set", tap, "up"]):
+                subprocess.run(cmd, check=True)
+            port = m.run("for d in /sys/class/net/*; do "
+                         "[ \"$(basename $(readlink $d/device/driver) 2>/dev/null)\" = mlx5_core ] && "
+                         "echo $(basename $(readlink $d/device)) ${d##*/}; done | sort | tail -1 | cut -d' ' -f2"
+                         ).stdout.strip()
+            assert port, "no second mlx5 port"
+            assert m.run(f"ip addr add 10.57.0.2/24 dev {port}").status == 0
+            host = subprocess.run(["ip", "netns", "exec", ns, "busybox", "ping", "-c", "3", "-W", "2", "10.57.0.2"],
+                                  capture_output=True, text=True)
+            assert host.returncode == 0, host.stdout + host.stderr
+            guest = m.run("ping -c 3 -W 2 10.57.0.1")
+            assert guest.status == 0 and "3 packets received" in guest.stdout, guest.stdout
+            assert m.card is not None
+            status = m.card.control.status()
+            assert status[-1]["tap"]["received"] >= 3 and status[-1]["tap"]["sent"] >= 3
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)

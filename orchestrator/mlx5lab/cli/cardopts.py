@@ -20,6 +20,8 @@ def parse_card_setting(text: str) -> tuple[str, Any]:
         raise argparse.ArgumentTypeError(f"--card takes KEY=VALUE with KEY one of {', '.join(SETTINGS)}")
     default = SETTINGS[key].default
     v = value.strip().lower()
+    if key == "tap":  # an interface name (mlx5dev.tap checks it when the card starts)
+        return key, None if v in ("", "none", "off") else value.strip()
     if isinstance(default, bool):
         if v not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
             raise argparse.ArgumentTypeError(f"--card {key} is true or false, not {value!r}")

@@ -243,8 +243,10 @@ class Mlx5Function:
         """A frame leaves the port: to the cable if the link is up, else it is lost (counted)."""
         if frame[:6] == self.state.port.mac:  # the vport's own address: looped back (mlx5e selftest)
             self.receive(frame)
-        elif not self.state.port.oper_up or self.wire is None:
+        elif not self.state.port.oper_up:
             self.state.traffic.drop("sent while the link was down")
+        elif self.wire is None:
+            self.state.traffic.drop("sent on a port with no cable")
         else:
             self.wire(frame)
 
