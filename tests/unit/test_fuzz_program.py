@@ -46,9 +46,9 @@ def test_vocabulary_kinds_and_counts() -> None:
     v = vocabulary()
     counts = v.counts()
     assert list(counts) == ["read", "path", "device", "sleep", "wait"]
-    assert counts["read"] == 16 and counts["device"] == 11 and counts["sleep"] == counts["wait"] == 1
+    assert counts["read"] == 17 and counts["device"] == 11 and counts["sleep"] == counts["wait"] == 1
     assert v.names("path") == tuple(sorted(path_names()))
-    assert set(v.names("read")) >= {"speed", "duplex", "ethtool-netlink-dump", "bond-speed", "vlan-speed"}
+    assert set(v.names("read")) >= {"speed", "duplex", "ethtool-netlink-dump", "bond-speed", "vlan-speed", "traffic"}
     for name in v.names("path"):
         assert v.spec("path", name).side == get_path(name).side
     for kind in ops.KINDS:

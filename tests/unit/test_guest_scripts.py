@@ -23,6 +23,7 @@ READER = Path(rootfs.__file__).resolve().parent.parent / "reader"
 READ = READER / "mlx5lab-read"
 STACK = READER / "mlx5lab-stack"
 EXEC = READER / "mlx5lab-exec"
+NET = READER / "mlx5lab-net"
 
 
 def bash(script: Path, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -61,7 +62,7 @@ def test_every_kind_is_documented_in_the_header() -> None:
     header = READ.read_text().split("\nset -u\n")[0]
     documented = re.findall(r"^# ([a-z][a-z0-9-]+) {2,}", header, re.MULTILINE)
     assert documented == kinds()
-    assert len(kinds()) == 16
+    assert len(kinds()) == 17
 
 
 def test_reader_counts_reads_of_the_loopback_device_as_json() -> None:
@@ -103,7 +104,7 @@ def test_reader_without_a_target_exits_3() -> None:
 def test_scripts_are_in_the_image_and_its_fingerprint(monkeypatch: pytest.MonkeyPatch) -> None:
     scripts = rootfs.guest_scripts()
     assert scripts == {"mlx5lab-read": READ.read_bytes(), "mlx5lab-stack": STACK.read_bytes(),
-                       "mlx5lab-exec": EXEC.read_bytes()}
+                       "mlx5lab-exec": EXEC.read_bytes(), "mlx5lab-net": NET.read_bytes()}
     keys = Keys(Path("/nonexistent"), "ssh-ed25519 AAAA client", Path("/nonexistent"), "ssh-ed25519 AAAA host")
     before = build.builder_fingerprint(keys)
     monkeypatch.setattr(build, "guest_scripts", lambda: {**scripts, "mlx5lab-read": scripts["mlx5lab-read"] + b"#"})
@@ -138,3 +139,11 @@ def test_executor_helpers_name_the_card_functions_inside_an_op(tmp_path: Path) -
     assert res.returncode == 0, res
     (record,) = map(json.loads, res.stdout.splitlines())
     assert record["out"] == {"b0": "0000:01:00.0", "b1": "0000:01:00.1", "both": "0 1 "}, record
+
+
+def test_net_usage_errors_exit_2_and_no_ports_exit_3() -> None:
+    for args in ((), ("nope",), ("ping",), ("ping", "x"), ("send", "-1")):
+        res = bash(NET, *args)
+        assert res.returncode == 2 and "usage: mlx5lab-net" in res.stderr, (args, res)
+    res = bash(NET, "up")  # this host has no mlx5 port: nothing is changed
+    assert res.returncode == 3 and "fewer than two mlx5 ports" in res.stderr, res

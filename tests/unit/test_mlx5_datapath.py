@@ -238,7 +238,9 @@ def test_bad_key_gives_an_error_cqe_moves_sq_to_err_and_flushes(pair: tuple[Test
     assert drv1.received(drv1.rq, drv1.wait_cqes(rxcq(drv1))[0]).endswith(b"after recovery")
 
 
-def test_ds_count_beyond_the_wqe_limit_is_a_length_error(pair: tuple[TestDriver, TestDriver]) -> None:
+def test_ds_count_beyond_the_posted_segments_is_a_length_error(pair: tuple[TestDriver, TestDriver]) -> None:
+    """A control segment claiming 63 data segments (16 blocks, the most a WQE may have) over a WQE that has
+    one: the card reads the zeroed slots as segments and refuses the first of length 0."""
     drv0, _drv1 = pair
     drv0.post_send(txsq(drv0), udp_frame(b"x"), ds_override=63)
     (err,) = drv0.wait_cqes(txcq(drv0))

@@ -22,7 +22,7 @@ from mlx5lab.vm.machine import Machine, MachineConfig
 SPEEDS = [100000, 25000]
 KINDS = ["speed", "duplex", "carrier", "operstate", "statistics", "procnetdev", "ethtool-ioctl", "ethtool-netlink",
          "ethtool-netlink-dump", "ethtool-stats", "ethtool-module", "devlink-info", "devlink-health", "devlink-port",
-         "bond-speed", "vlan-speed"]  # the stacked kinds last: each stacks and unstacks once
+         "traffic", "bond-speed", "vlan-speed"]  # the stacked kinds last: each stacks and unstacks once
 STACK = {"bond-speed": "bond", "vlan-speed": "vlan"}  # mlx5lab-stack KIND up|down around the reader
 Command = tuple[str, str | None, str]  # (op, register or None, status_name) of a traced command
 
@@ -123,6 +123,19 @@ def test_reader_reads_an_up_port(reader_machine: Machine, ports: list[str], kind
         assert summary["first_error"] == ""
     if kind in REACHES:
         assert REACHES[kind] in seen, sorted(seen, key=str)
+
+
+def test_traffic_reader_puts_frames_on_the_cable_both_ways(reader_machine: Machine) -> None:
+    """``traffic``: each port's datagrams reach its partner (the card's receive counters), and the reader takes
+    its addresses off the ports again."""
+    m = reader_machine
+    assert m.card is not None
+    before = [sum(f["traffic"]["rx_packets"].values()) for f in m.card.control.status()]
+    summary = read(m, "traffic -t 2 -d 1")
+    assert summary["ok"] > 0 and summary["errors"] == 0, summary
+    after = [sum(f["traffic"]["rx_packets"].values()) for f in m.card.control.status()]
+    assert all(a - b >= summary["ok"] // 4 for a, b in zip(after, before, strict=True)), (before, after, summary)
+    assert "10.66." not in m.run("ip -4 addr").stdout
 
 
 def test_usage_errors_exit_2_and_missing_targets_exit_3(reader_machine: Machine) -> None:

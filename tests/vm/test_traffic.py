@@ -16,7 +16,7 @@ import pytest
 from mlx5dev.card import CardConfig
 from mlx5image.build import GuestImage
 from mlx5lab.paths import health
-from mlx5lab.paths.ports import expected_speeds
+from mlx5lab.paths.ports import expected_speeds, wait_ports
 from mlx5lab.paths.runner import run_path
 from mlx5lab.vm.machine import Machine, MachineConfig
 
@@ -50,8 +50,10 @@ def delta(after: dict[str, int], before: dict[str, int], key: str) -> int:
 
 
 def healthy_after(m: Machine, since: health.Mark) -> list[str]:
-    """The ports back in one namespace, then the health check of the unload-path tests since ``since``."""
+    """The ports back in one namespace and up, then the health check of the unload-path tests since ``since``."""
     net(m, "down")
+    assert m.card is not None
+    wait_ports(m, range(len(m.card.spec.functions)), what="after the transfer")  # as a path ends
     return health.check_healthy(m, expected_speeds(m), since=since)
 
 

@@ -271,6 +271,7 @@ READ_KINDS: dict[str, str] = {
     "devlink-port": "devlink port show (a dump of the ports)",
     "bond-speed": "read /sys/class/net/BOND/speed (bonding over mlx5 ports)",
     "vlan-speed": "read /sys/class/net/VLAN/speed (__ethtool_get_link_ksettings of the real device)",
+    "traffic": "UDP datagrams out of each port across the card's cable (mlx5e_xmit, the partner's RQ and NAPI)",
 }
 
 # Readers whose driver call queries the PTYS register: net-sysfs.c speed_show / duplex_show and ethtool's
