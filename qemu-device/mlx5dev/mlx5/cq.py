@@ -58,9 +58,11 @@ class CompletionQueue:
         return self.pi - ((self.pi - ci24) & 0xFFFFFF)
 
     def arm(self, ci24: int) -> bool:
-        """An arm doorbell; True if an event is due at once (CQEs past ``ci24`` are already there)."""
+        """An arm doorbell (request notification for the next CQE; the solicited-only form and the arm
+        sequence number are not told apart). True if an event is due at once: CQEs past ``ci24`` are
+        already there (the caller raises it, which disarms the CQ)."""
         self.armed, self.arm_ci = True, ci24 & 0xFFFFFF
-        return self.take_event() if (self.pi & 0xFFFFFF) != self.arm_ci else False
+        return (self.pi & 0xFFFFFF) != self.arm_ci
 
     def take_event(self) -> bool:
         """Whether the CQE just written raises an event (the CQ was armed); disarms it."""

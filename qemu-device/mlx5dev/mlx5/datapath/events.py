@@ -29,5 +29,4 @@ def cq_arm_doorbell(dev: DeviceState, doorbell: bytes) -> None:
             dev.reject(f"CQ arm doorbell for unknown cqn {cqn:#x}", doorbell=doorbell.hex())
             return
         if cq.arm(word0 & 0xFFFFFF):
-            cq.armed = True  # due at once: notify() takes it
             notify(dev, cq)
