@@ -27,7 +27,7 @@ from ..ifc.hw import CQE64
 from ..objects import WorkQueue
 from ..state import DeviceState
 from .events import notify
-from .packet import rx_summary, strip_vlan
+from .packet import RxSummary, rx_summary, strip_vlan
 from .wq import SYND_LOCAL_LENGTH, SYND_LOCAL_PROT, WqeError, translate
 
 INVALID_LKEY = 0x100
@@ -43,7 +43,8 @@ def deliver(dev: DeviceState, frame: bytes) -> bool:
         if not dev.hca.initialized or not dev.port.oper_up:
             _drop(dev, "port down")
             return False
-        rq = select_rq(dev, frame)
+        info = rx_summary(frame)  # the same for the frame with or without its VLAN tag (parse skips tags)
+        rq = select_rq(dev, info.rss_hash)
         if rq is None:
             _drop(dev, "no receive queue")
             return False
@@ -55,7 +56,7 @@ def deliver(dev: DeviceState, frame: bytes) -> bool:
             _drop(dev, "receive queue has no CQ")
             return False
         try:
-            ok = _into_ring(dev, rq, cq, frame)
+            ok = _into_ring(dev, rq, cq, frame, info)
         except DMAError as e:
             dev.reject(f"RQ: DMA error on the ring or its CQ: {e}")
             return False
@@ -70,19 +71,19 @@ def _drop(dev: DeviceState, reason: str, why: str = "") -> None:
                                   "(the first; later ones are only counted)"})
 
 
-def select_rq(dev: DeviceState, frame: bytes) -> WorkQueue | None:
-    """The RQ the RSS indirection table (the largest RQT) gives for the frame's flow hash."""
+def select_rq(dev: DeviceState, flow_hash: int) -> WorkQueue | None:
+    """The RQ the RSS indirection table (the largest RQT) gives for a frame's flow hash."""
     rqts = dev.objects.rqts.values()
     if not rqts:
         return None
     table = max(rqts, key=lambda t: t.actual_size)
     if not table.rqns:
         return None
-    rqn = table.rqns[rx_summary(frame).rss_hash % len(table.rqns)]
+    rqn = table.rqns[flow_hash % len(table.rqns)]
     return dev.objects.rqs.find(rqn)
 
 
-def _into_ring(dev: DeviceState, rq: WorkQueue, cq: CompletionQueue, frame: bytes) -> bool:
+def _into_ring(dev: DeviceState, rq: WorkQueue, cq: CompletionQueue, frame: bytes, info: RxSummary) -> bool:
     ring = rq.ring
     assert ring is not None
     posted = ring.doorbell_record(dev.memory, 0) & 0xFFFF
@@ -110,7 +111,6 @@ def _into_ring(dev: DeviceState, rq: WorkQueue, cq: CompletionQueue, frame: byte
         if not cq.write(dev.memory, cqe, CQE_RESP_ERR):
             dev.reject(f"CQ {cq.cqn:#x} full: receive error completion dropped")
         return False
-    info = rx_summary(frame)
     cqe[0x0C:0x10] = info.rss_hash.to_bytes(4, "big")
     cqe[0x10] = info.rss_hash_type
     cqe[0x14:0x16] = info.check_sum.to_bytes(2, "big")
