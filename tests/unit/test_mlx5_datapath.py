@@ -210,7 +210,7 @@ def test_link_down_loses_frames_and_counters_count_traffic(pair: tuple[TestDrive
     assert int.from_bytes(res.out[off : off + 8], "big") == 1
     ppcnt = drv0.access_reg(Reg.PPCNT, b"\x00\x01\x00\x00", 0x100).out[0x10:]
     assert int.from_bytes(ppcnt[8:16], "big") == 5  # a_frames_transmitted_ok: the lost one left fn0
-    assert drv1.dev.status()["traffic"]["rx_dropped"] == {"port down": 1}  # this fixture's wire is bare
+    assert drv1.dev.status()["traffic"]["dropped"] == {"port down": 1}  # this fixture's wire is bare
 
 
 # -- hostile WQEs ----------------------------------------------------------------------------------

@@ -211,6 +211,25 @@ def test_sync_reset_refused_by_one_function_is_aborted(card) -> None:  # noqa: A
     assert fw.sync_reset_request(None)  # a new negotiation may start after a refusal
 
 
+def test_an_earlier_negotiations_timeout_does_not_abort_the_next(card) -> None:  # noqa: ANN001
+    """Found in the sync-reset VM test: negotiation N's timeout (5 x sync_reset_ms after its request) fired
+    during negotiation N+1, started just under that long after N, and aborted it."""
+    fw, pairs = card
+    eqs = [drv.create_eq(1 << Event.GENERAL_EVENT, 6, 0) for _dev, drv in pairs]
+    assert fw.sync_reset_request(None)
+    (_dev0, drv0), (_dev1, drv1) = pairs
+    _mfrl(drv1, write=True, reset_level=1 << 3, pci_sync_for_fw_update_resp=2)  # refused: ends at once
+    wait_until(lambda: fw.sync_state is SyncState.NACK)
+    time.sleep(fw.sync_reset_ms / 1000 * 4)
+    assert fw.sync_reset_request(None)  # the first one's timeout is due in about one sync_reset_ms
+    time.sleep(fw.sync_reset_ms / 1000 * 2)
+    assert fw.sync_state is SyncState.IN_NEGOTIATION  # not aborted by the stale timer
+    for dev, _drv in pairs:
+        assert dev.wait_idle()
+    assert _sync_events(drv0, eqs[0]) == [SyncRstState.REQUEST, SyncRstState.ABORT, SyncRstState.REQUEST]
+    wait_until(lambda: fw.sync_state is SyncState.TIMEOUT, timeout=fw.sync_reset_ms / 1000 * 6)  # its own
+
+
 def test_corrupted_answer_sets_one_output_field() -> None:
     dev, _m, _i, drv = make_device()
     try:

@@ -107,6 +107,9 @@ class Firmware:
         self.resetting = False  # initializing bit 31: a firmware reset is under way
         self.sync_state = SyncState.IDLE
         self.resets = 0
+        # which negotiation the timers belong to: a timer of an earlier one (its negotiation timeout, its
+        # reset deadline) must not end a later one that started before the timer fired
+        self.negotiation = 0
         self._lock = threading.RLock()
         self._functions: list[FunctionSide] = []
         self._notified: set[str] = set()
@@ -208,6 +211,8 @@ class Firmware:
                                                                     SyncState.RESET_IN_PROGRESS):
                 return False
             self.sync_state = SyncState.IN_NEGOTIATION
+            self.negotiation += 1
+            negotiation = self.negotiation
             self._notified, self._acked = set(), set()
             functions = list(self._functions)
         self._emit(f"sync reset requested by {requester or 'the firmware'}")
@@ -219,7 +224,7 @@ class Firmware:
                 self.sync_state = SyncState.TIMEOUT
             self._emit("sync reset: no function subscribed; nothing sent")
             return True
-        self._later(self.sync_reset_ms / 1000 * 5, self._negotiation_timeout)
+        self._later(self.sync_reset_ms / 1000 * 5, lambda: self._negotiation_timeout(negotiation))
         return True
 
     def sync_reset_response(self, fn: FunctionSide, ack: bool) -> None:
@@ -236,6 +241,7 @@ class Firmware:
                     return
                 self.sync_state = SyncState.RESET_IN_PROGRESS
                 functions = list(self._functions)
+            negotiation = self.negotiation
         if not ack:
             self._emit(f"sync reset refused by {fn.name}")
             for f in functions:
@@ -246,11 +252,11 @@ class Firmware:
         for f in functions:
             if f.name in self._notified:
                 f.post_sync_reset_event(SyncRstState.NOW)
-        self._later(self.sync_reset_ms / 1000, self._sync_reset_deadline)
+        self._later(self.sync_reset_ms / 1000, lambda: self._sync_reset_deadline(negotiation))
 
-    def _negotiation_timeout(self) -> None:
+    def _negotiation_timeout(self, negotiation: int) -> None:
         with self._lock:
-            if self.sync_state is not SyncState.IN_NEGOTIATION:
+            if self.sync_state is not SyncState.IN_NEGOTIATION or negotiation != self.negotiation:
                 return
             self.sync_state = SyncState.TIMEOUT
             functions = [f for f in self._functions if f.name in self._notified]
@@ -258,8 +264,8 @@ class Firmware:
         for f in functions:
             f.post_sync_reset_event(SyncRstState.ABORT)
 
-    def _sync_reset_deadline(self) -> None:
-        if self.sync_state is SyncState.RESET_IN_PROGRESS:
+    def _sync_reset_deadline(self, negotiation: int) -> None:
+        if self.sync_state is SyncState.RESET_IN_PROGRESS and negotiation == self.negotiation:
             self._reset_all("sync reset deadline")
 
     # -- timers ------------------------------------------------------------------------------------

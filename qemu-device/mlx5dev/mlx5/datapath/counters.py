@@ -28,7 +28,7 @@ class TrafficCounters:
     rx_octets: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
     tx_packets: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
     tx_octets: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
-    rx_dropped: dict[str, int] = field(default_factory=dict)  # reason -> frames
+    dropped: dict[str, int] = field(default_factory=dict)  # reason -> frames lost, sent or received
     tx_errors: int = 0
 
     def count_rx(self, frame: bytes) -> None:
@@ -43,12 +43,12 @@ class TrafficCounters:
 
     def drop(self, reason: str) -> bool:
         """Count a dropped frame; True the first time for this reason (worth a trace record)."""
-        self.rx_dropped[reason] = self.rx_dropped.get(reason, 0) + 1
-        return self.rx_dropped[reason] == 1
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+        return self.dropped[reason] == 1
 
     def snapshot(self) -> dict[str, object]:
         return {
             "rx_packets": dict(self.rx_packets), "rx_octets": dict(self.rx_octets),
             "tx_packets": dict(self.tx_packets), "tx_octets": dict(self.tx_octets),
-            "rx_dropped": dict(self.rx_dropped), "tx_errors": self.tx_errors,
+            "dropped": dict(self.dropped), "tx_errors": self.tx_errors,
         }
