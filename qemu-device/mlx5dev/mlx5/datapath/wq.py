@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ...interfaces import GuestMemory
+from ..eq import page_addr
 
 ADAPTER_PAGE = 4096
 MKC_ACCESS_MODE_PA = 0x0
-MKC_ACCESS_MODE_MTT = 0x1
 
 
 class WqeError(Exception):
@@ -63,11 +63,6 @@ class WqRing:
     def nbytes(self) -> int:
         return self.stride << self.log_size
 
-    def addr(self, index: int, offset: int = 0) -> int:
-        """Guest address of byte ``offset`` of entry ``index`` (the index wraps; the offset may not cross a page)."""
-        pos = (index % self.size) * self.stride + offset
-        return self.pas[pos // self.page_size] + pos % self.page_size
-
     def read(self, memory: GuestMemory, index: int, length: int) -> bytes:
         """``length`` bytes from the start of entry ``index``, following the ring across pages and its end."""
         out = bytearray()
@@ -76,7 +71,7 @@ class WqRing:
         while len(out) < length:
             pos %= total
             chunk = min(length - len(out), self.page_size - pos % self.page_size, total - pos)
-            out += memory.read(self.pas[pos // self.page_size] + pos % self.page_size, chunk)
+            out += memory.read(page_addr(self.pas, self.page_size, pos), chunk)
             pos += chunk
         return bytes(out)
 
