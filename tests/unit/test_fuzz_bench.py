@@ -60,3 +60,19 @@ def test_stock_run_counts_outcomes_and_infrastructure(tmp_path: Path) -> None:
     assert fig.run_s == fig.programs * 1.0  # the simulated iterations each say 1 s
     text = "\n".join(bench.stock_lines(fig))
     assert "infrastructure 0.0%" in text and "met" in text
+
+
+def test_boot_mode_and_jobs_reach_every_parts_fuzzer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[str, int | None]] = []
+
+    class Recording(manager.Fuzzer):
+        def __init__(self, cfg: manager.FuzzConfig, progress: manager.Progress) -> None:
+            seen.append((cfg.boot, cfg.jobs))
+            super().__init__(cfg, progress)
+
+    monkeypatch.setattr(bench, "Fuzzer", Recording)
+    bench.find_seed(tmp_path / "s1", 2, limit_s=0.5, variant="vulnerable", kernel=None, progress=lambda _m: None,
+                    minimize_tries=0, repro_runs=1, boot="snapshot", jobs=2)
+    bench.stock_run(tmp_path / "stock", duration_s=0.5, seed=2, kernel=None, progress=lambda _m: None,
+                    minimize_tries=0, repro_runs=1, boot="snapshot", jobs=2)
+    assert seen == [("snapshot", 2), ("snapshot", 2)]

@@ -148,7 +148,7 @@ def cmd_bench_fuzz(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     common.progress(f"fuzz benchmark in {out}: {args.seeds} seed(s) on the positive control (limit "
                     f"{args.find_limit / 60:.0f} min each), {args.stock_duration / 60:.0f} min on stock, "
-                    f"{args.race_runs} race iterations")
+                    f"{args.race_runs} race iterations; {args.boot} boots, {args.jobs} guest(s) at once")
     lines: list[str] = []
     if args.seeds:
         figs = []
@@ -156,7 +156,7 @@ def cmd_bench_fuzz(args: argparse.Namespace) -> int:
             fig = fb.find_seed(out / f"find-seed-{seed}", seed, limit_s=args.find_limit,
                                variant=common.driver_variant(args, "vulnerable"),
                                kernel=args.kernel, progress=common.progress, minimize_tries=args.minimize_tries,
-                               repro_runs=args.repro_runs)
+                               repro_runs=args.repro_runs, boot=args.boot, jobs=args.jobs)
             figs.append(fig)
             print(fig.line(), flush=True)
             for b in fig.bugs:
@@ -166,12 +166,13 @@ def cmd_bench_fuzz(args: argparse.Namespace) -> int:
     if args.stock_duration:
         stock = fb.stock_run(out / "stock", duration_s=args.stock_duration, seed=args.stock_seed, kernel=args.kernel,
                              variant=common.driver_variant(args, "stock"), progress=common.progress,
-                             minimize_tries=args.minimize_tries, repro_runs=args.repro_runs)
+                             minimize_tries=args.minimize_tries, repro_runs=args.repro_runs, boot=args.boot,
+                             jobs=args.jobs)
         lines += fb.stock_lines(stock)
     if args.race_runs:
         img = ensure_variant(common.image(args), common.driver_variant(args, "stock"), progress=common.progress)
         t0 = time.monotonic()
-        spread, counts = bench_race(img, args.race_runs, out / "race")
+        spread, counts = bench_race(img, args.race_runs, out / "race", jobs=args.jobs, boot=args.boot)
         race_h = args.race_runs / (time.monotonic() - t0) * 3600
         lines.append(f"race campaign (stock): {race_h:.0f} iterations per hour wall, outcomes {counts}")
         lines.append("  " + spread.line("race iteration, boot to verdict"))
@@ -232,4 +233,7 @@ def add_parser(sub: Any) -> None:
     sp.add_argument("--minimize-tries", type=int, default=24, help="as for mlx5lab fuzz")
     sp.add_argument("--repro-runs", type=int, default=10, help="runs that measure a reproducer's rate")
     sp.add_argument("--out", type=Path, help="folder for every work folder (default: a new temporary one, kept)")
+    common.add_boot(sp)
+    sp.add_argument("--jobs", type=int, default=1,
+                    help="guests at once in every part (the find part's programs depend on it, as for mlx5lab fuzz)")
     sp.set_defaults(func=cmd_bench_fuzz)

@@ -128,7 +128,8 @@ class StockFigure:
 
 
 def find_seed(workdir: Path, seed: int, *, limit_s: float, variant: str, kernel: str | None, progress: Progress,
-              minimize_tries: int, repro_runs: int, card: dict[str, Any] | None = None) -> SeedFigure:
+              minimize_tries: int, repro_runs: int, card: dict[str, Any] | None = None, boot: str = "classic",
+              jobs: int = 1) -> SeedFigure:
     """Fuzz ``variant`` from an empty corpus with ``seed`` until the first target finding (minimised) or
     ``limit_s``; the figure of that run."""
     if workdir.exists() and any(workdir.iterdir()):
@@ -136,7 +137,7 @@ def find_seed(workdir: Path, seed: int, *, limit_s: float, variant: str, kernel:
     # Other bugs found on the way are kept but not minimised (that would spend the seed's time on them);
     # the target is minimised once found, as the fuzzer would.
     cfg = FuzzConfig(workdir=workdir, seed=seed, duration_s=limit_s, variant=variant, kernel=kernel,
-                     minimize_tries=0, repro_runs=repro_runs, card=card)
+                     minimize_tries=0, repro_runs=repro_runs, card=card, boot=boot, jobs=jobs)
     fuzzer = Fuzzer(cfg, lambda m: progress(f"seed {seed}: {m}"))
     t0 = time.monotonic()
 
@@ -162,11 +163,11 @@ def find_seed(workdir: Path, seed: int, *, limit_s: float, variant: str, kernel:
 
 def stock_run(workdir: Path, *, duration_s: float, seed: int, kernel: str | None, progress: Progress,
               minimize_tries: int, repro_runs: int, variant: str = "stock",
-              card: dict[str, Any] | None = None) -> StockFigure:
+              card: dict[str, Any] | None = None, boot: str = "classic", jobs: int = 1) -> StockFigure:
     """Fuzz the stock driver (or ``variant``) for ``duration_s``: infrastructure share and findings with
     their triage."""
     cfg = FuzzConfig(workdir=workdir, seed=seed, duration_s=duration_s, variant=variant, kernel=kernel,
-                     minimize_tries=minimize_tries, repro_runs=repro_runs, card=card)
+                     minimize_tries=minimize_tries, repro_runs=repro_runs, card=card, boot=boot, jobs=jobs)
     fuzzer = Fuzzer(cfg, lambda m: progress(f"stock: {m}"))
     t0 = time.monotonic()
     fuzzer.loop()
