@@ -45,6 +45,24 @@ def stats(m: Machine) -> dict[str, dict[str, int]]:
     return {r.pop("iface"): r for r in rows}
 
 
+def quiet_stats(m: Machine, tries: int = 10) -> dict[str, dict[str, int]]:
+    """Counters read while nothing crosses the cable: two readings in a row with the same frame counts.
+
+    One ``mlx5lab-net stats`` reads the ports one after the other, so a frame sent in between (a late ACK,
+    a neighbour probe) is counted on the receiving port and not yet on the sending one; a reading equal to
+    the one before it has no such frame in it.
+    """
+    keys = ("tx_packets_phy", "rx_packets_phy", "tx_packets", "rx_packets")
+    last = stats(m)
+    for _ in range(tries):
+        time.sleep(0.5)
+        now = stats(m)
+        if all(now[i][k] == last[i][k] for i in now for k in keys):
+            return now
+        last = now
+    raise AssertionError(f"frames kept crossing the cable for {tries} readings: {last}")
+
+
 def delta(after: dict[str, int], before: dict[str, int], key: str) -> int:
     return after[key] - before[key]
 
@@ -68,11 +86,10 @@ def test_tcp_transfer_arrives_intact_and_counters_match(net_machine: Machine) ->
     m = net_machine
     up = net(m, "up")
     first, peer = up["first"], up["peer"]
-    before = stats(m)
+    before = quiet_stats(m)
     sent = net(m, f"send {4 * MIB}")
     assert sent["intact"] and sent["received"] == 4 * MIB, sent
-    time.sleep(1)  # the last ACKs
-    after = stats(m)
+    after = quiet_stats(m)  # the last ACKs have arrived
     a0, a1 = after[first], after[peer]
     b0, b1 = before[first], before[peer]
     segments = delta(a0, b0, "tx_packets")
