@@ -76,3 +76,15 @@ def test_boot_mode_and_jobs_reach_every_parts_fuzzer(tmp_path: Path, monkeypatch
     bench.stock_run(tmp_path / "stock", duration_s=0.5, seed=2, kernel=None, progress=lambda _m: None,
                     minimize_tries=0, repro_runs=1, boot="snapshot", jobs=2)
     assert seen == [("snapshot", 2), ("snapshot", 2)]
+
+
+def test_bench_fuzz_parses_boot_and_jobs_and_refuses_no_guests(capsys: pytest.CaptureFixture[str]) -> None:
+    from mlx5lab.cli import build_parser
+
+    args = build_parser().parse_args(["bench", "fuzz", "--boot", "snapshot", "--jobs", "2"])
+    assert (args.boot, args.jobs) == ("snapshot", 2)
+    assert build_parser().parse_args(["bench", "fuzz"]).jobs == 1
+    for bad in ("0", "-1", "two"):
+        with pytest.raises(SystemExit) as exc:
+            build_parser().parse_args(["bench", "fuzz", "--jobs", bad])
+        assert exc.value.code == 2 and "at least 1" in capsys.readouterr().err
