@@ -1,5 +1,5 @@
-"""The wedge check's exception: a function the program left with fatal firmware and no driver is the
-driver staying down by design, not a wedged driver."""
+"""The wedge check's exception: a function the program left with fatal firmware and no driver, or with a
+firmware still dead, is the driver staying down by design, not a wedged driver."""
 
 from __future__ import annotations
 
@@ -21,6 +21,13 @@ def test_fatal_firmware_and_a_failed_probe_is_by_design() -> None:
     why = firmware_left_fatal(machine({"synd": 0x80, "rfr": True, "fw_ver_dead": False}, PROBE_FAILED))
     assert "syndrome 0x80" in why and "by design" in why
     assert "dead" in firmware_left_fatal(machine({"synd": 0, "rfr": False, "fw_ver_dead": True}, PROBE_FAILED))
+
+
+def test_a_firmware_still_dead_is_by_design_even_with_the_driver_loaded_when_it_died() -> None:
+    # fw_dead while the driver ran: its health recovery reset and reloaded the function, and the load failed
+    # on the dead firmware (no probe failure in the console, the netdevs gone)
+    why = firmware_left_fatal(machine({"synd": 0, "rfr": False, "fw_ver_dead": True}, "Fatal error 1 detected\n"))
+    assert "still dead" in why and "by design" in why
 
 
 def test_anything_else_stays_a_finding() -> None:

@@ -78,7 +78,10 @@ def firmware_left_fatal(m: Machine) -> str:
     firmware is still in a fatal state (a ``device fw_fatal``/``fw_dead`` with no driver bound to recover
     it) and the probe found it so. ``main.c: mlx5_function_enable`` then fails (``enable hca failed``,
     -ENOLINK) and ``health.c: mlx5_fw_fatal_reporter_err_work`` does not recover a function that is not
-    loaded ("health works are not permitted at this stage"): the driver stays down, as it logs."""
+    loaded ("health works are not permitted at this stage"): the driver stays down, as it logs. A firmware
+    still dead (every read all-ones: ``device fw_dead`` without ``seconds`` never comes back) is the program's
+    doing whether or not the driver was loaded when it died: ``health.c: mlx5_health_try_recover`` resets
+    and reloads the function, and every load fails on the dead firmware until the card revives it."""
     if m.card is None or not m.card.alive():
         return ""
     try:
@@ -87,9 +90,12 @@ def firmware_left_fatal(m: Machine) -> str:
         return ""
     fatal = health.get("fw_ver_dead") or (health.get("rfr") and health.get("synd"))
     probe_failed = "mlx5_init_one failed" in m.console_text()
-    if not (fatal and probe_failed):
+    if not (health.get("fw_ver_dead") or (fatal and probe_failed)):
         return ""
     what = "dead" if health.get("fw_ver_dead") else f"fatal, syndrome {int(health.get('synd') or 0):#x}"
+    if not probe_failed:
+        return ("the card's firmware is still dead: every load of the function fails on it until the card "
+                "revives it (the driver stays down by design)")
     return (f"the card's firmware is still {what} and the probe failed on it: the driver stays down by design "
             "(no health recovery for a function that is not loaded)")
 
