@@ -184,13 +184,6 @@ def cmd_bench_fuzz(args: argparse.Namespace) -> int:
     return 0
 
 
-def guests(text: str) -> int:
-    """``--jobs N`` of bench fuzz: a whole number of guests, at least one."""
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"--jobs is a number of guests, at least 1, not {text!r}")
-    return int(text)
-
-
 def add_parser(sub: Any) -> None:
     bp = sub.add_parser("bench", help="benchmarks that print their figures")
     bsub = bp.add_subparsers(dest="bench", required=True)
@@ -241,6 +234,6 @@ def add_parser(sub: Any) -> None:
     sp.add_argument("--repro-runs", type=int, default=10, help="runs that measure a reproducer's rate")
     sp.add_argument("--out", type=Path, help="folder for every work folder (default: a new temporary one, kept)")
     common.add_boot(sp)
-    sp.add_argument("--jobs", type=guests, default=1,
+    sp.add_argument("--jobs", type=common.jobs_arg, default=1, metavar="N|auto",
                     help="guests at once in every part (the find part's programs depend on it, as for mlx5lab fuzz)")
     sp.set_defaults(func=cmd_bench_fuzz)

@@ -117,19 +117,23 @@ def add_boot(sp: argparse.ArgumentParser) -> None:
                          "card and hot-plug the card (faster; README: Snapshot boots)")
 
 
+def jobs_arg(text: str) -> int:
+    """``--jobs N|auto`` as an argparse type: guests at once, at least one (campaign.pool.parse_jobs)."""
+    from ..campaign.pool import parse_jobs
+
+    try:
+        return parse_jobs(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_pool(sp: argparse.ArgumentParser, default_auto: bool = True) -> None:
     """``--jobs`` (guests at once; not given: None, which the runner reads as what suits this machine, or 1
     where ``default_auto`` is off, as the fuzzer's programs depend on it; on a cluster, every guest slot)
     and ``--cluster`` (a Dask scheduler's address)."""
-    from ..campaign.pool import default_jobs, parse_jobs
+    from ..campaign.pool import default_jobs
 
-    def jobs(text: str) -> int:
-        try:
-            return parse_jobs(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    sp.add_argument("--jobs", "-j", type=jobs, default=None, metavar="N|auto",
+    sp.add_argument("--jobs", "-j", type=jobs_arg, default=None, metavar="N|auto",
                     help=f"guests at once, each with its own card and folders (auto: {default_jobs()} here, one "
                          f"per 2 cores and 4 GiB free; default {'auto' if default_auto else 1}, or with "
                          "--cluster every guest slot of its workers)")

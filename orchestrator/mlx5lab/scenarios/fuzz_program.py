@@ -88,14 +88,14 @@ def firmware_left_fatal(m: Machine) -> str:
         health = m.card.control.request("firmware")["health"]
     except (Mlx5LabError, OSError, ValueError, KeyError, TypeError):
         return ""
-    fatal = health.get("fw_ver_dead") or (health.get("rfr") and health.get("synd"))
+    dead = bool(health.get("fw_ver_dead"))
     probe_failed = "mlx5_init_one failed" in m.console_text()
-    if not (health.get("fw_ver_dead") or (fatal and probe_failed)):
-        return ""
-    what = "dead" if health.get("fw_ver_dead") else f"fatal, syndrome {int(health.get('synd') or 0):#x}"
-    if not probe_failed:
+    if dead and not probe_failed:
         return ("the card's firmware is still dead: every load of the function fails on it until the card "
                 "revives it (the driver stays down by design)")
+    if not (probe_failed and (dead or (health.get("rfr") and health.get("synd")))):
+        return ""
+    what = "dead" if dead else f"fatal, syndrome {int(health.get('synd') or 0):#x}"
     return (f"the card's firmware is still {what} and the probe failed on it: the driver stays down by design "
             "(no health recovery for a function that is not loaded)")
 
