@@ -226,3 +226,17 @@ def test_a_vmcore_verdict_is_the_bugs_verdict(fuzzer_factory, monkeypatch: pytes
     assert "- triage (vmcore): use after free of the command pool (poisoned)" in f.dir.report_md.read_text()
     html = f.dir.report_html.read_text()
     assert "<b>Triage</b> (vmcore): use after free of the command pool (poisoned)" in html
+
+
+def test_with_a_corpus_the_generated_share_holds(fuzzer_factory) -> None:  # noqa: ANN001
+    """Once a corpus exists, programs are generated afresh at GENERATE_SHARE and mutated otherwise: the
+    orderings a generated program is shaped for must not be crowded out by mutations of the corpus."""
+    f = fuzzer_factory(programs=1, seed=5)
+    rng = random.Random(11)
+    assert f.choose(rng, index=0)[1] == "generate"  # no corpus yet: always generated
+    f.corpus.add("device fw_dead &\nread devlink-port\nwait\n", [], "generate", when=1.0)
+    origins = [f.choose(rng, index=1)[1] for _ in range(2000)]
+    share = origins.count("generate") / len(origins)
+    assert set(origins) == {"generate", "mutate"}
+    assert abs(share - manager.GENERATE_SHARE) < 0.04, share
+    assert manager.GENERATE_SHARE >= 0.5
