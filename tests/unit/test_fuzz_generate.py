@@ -176,3 +176,33 @@ def test_about_half_the_programs_race_background_work_against_a_teardown() -> No
     assert 0.4 * len(programs) <= shaped <= 0.75 * len(programs)  # the shaped half, plus free ones by chance
     names = Counter(o.name for p in programs if race_shaped(p) for o in p.ops if o.kind == "path")
     assert len(set(names) & set(teardown_paths())) >= 10  # every kind of teardown, not one favourite
+
+
+def test_race_shaped_programs_keep_their_background_running_into_the_teardown(monkeypatch) -> None:  # noqa: ANN001
+    """The shaped half's pause is shorter than its longest background reader, and its teardown takes the
+    arguments under which running processes survive (a graceful reboot would end them first)."""
+    from mlx5lab.fuzz import generate as gen
+    from mlx5lab.fuzz.ops import full_args, op_seconds, teardown_paths
+
+    v = vocabulary()
+    assert dict(v.spec("path", "reboot").concurrent) == {"force": True}
+    assert dict(v.spec("path", "poweroff").concurrent) == {"force": True}
+    assert v.spec("path", "unbind").concurrent == ()
+    assert full_args(gen.concurrent(Op("path", "reboot", (("timeout", 60.0),)), v), v) == {"force": True,
+                                                                                            "timeout": 60.0}
+    monkeypatch.setattr(gen, "P_RACE_SHAPE", 1.0)  # only the shaped half
+    shutdowns = paused = 0
+    for seed in range(1000):
+        p = generate(random.Random(f"race:{seed}"))
+        td = next(i for i, o in enumerate(p.ops) if o.kind == "path" and not o.background)
+        before, teardown = p.ops[:td], p.ops[td]
+        assert teardown.name in teardown_paths()
+        if teardown.name in ("reboot", "poweroff"):
+            shutdowns += 1
+            assert full_args(teardown)["force"] is True, p.text()
+        sleeps = [op_seconds(o) for o in before if o.kind == "sleep"]
+        longest = max((op_seconds(o) for o in before if o.kind == "read"), default=0.0)
+        if sleeps and longest > 0:
+            paused += 1
+            assert sum(sleeps) <= longest, p.text()
+    assert shutdowns > 80 and paused > 200

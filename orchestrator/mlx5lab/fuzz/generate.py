@@ -7,8 +7,11 @@ half of the time or drawn from its domain (:meth:`.ops.Domain.draw`). The other 
 bug class the fuzzer is for, an ordering race around a teardown: one to three operations started in the
 background (readers of any kind, device events), maybe a pause, one path that tears a function's command
 interface down (:func:`.ops.teardown_paths`, any of them) in the foreground, maybe one more operation, then
-``wait``; every name and argument in it is drawn as in a free program. Free programs alone hold such an
-ordering about once in a hundred, which costs hours of guest time on this target. The generator does not
+``wait``; every name and argument in it is drawn as in a free program, with two exceptions that keep the
+background running into the teardown: the pause is shorter than the longest background reader, and the
+teardown takes the arguments under which running processes survive it (``OpSpec.concurrent``: a reboot
+with ``force``, since init's shutdown ends every process before reboot(2)). Free programs alone hold such
+an ordering about once in a hundred, which costs hours of guest time on this target. The generator does not
 model the driver's state: a ``path bind`` with nothing unbound is a no-op the executor tolerates.
 
 Bounded: at most ``max_ops`` ops before the final ``wait``, and :meth:`.Program.seconds` (every sleep and
@@ -23,7 +26,7 @@ import math
 import random
 from typing import Any
 
-from .ops import OpSpec, Vocabulary, teardown_paths, validate_op, vocabulary
+from .ops import OpSpec, Vocabulary, op_seconds, teardown_paths, validate_op, vocabulary
 from .program import Op, Program
 
 MAX_SECONDS = 20.0
@@ -87,6 +90,15 @@ def random_op(rng: random.Random, vocab: Vocabulary | None = None, *, remaining:
     return validate_op(Op(spec.kind, spec.name, tuple(args.items()), spec.background_ok and bg), v)
 
 
+def concurrent(op: Op, v: Vocabulary) -> Op:
+    """``op`` with its spec's concurrent arguments: background operations keep running into it."""
+    spec = v.spec(op.kind, op.name)
+    if not spec.concurrent:
+        return op
+    return validate_op(Op(op.kind, op.name, tuple({**dict(op.args), **dict(spec.concurrent)}.items()),
+                          op.background), v)
+
+
 def _race_shaped(rng: random.Random, v: Vocabulary, teardowns: tuple[str, ...], max_ops: int,
                  max_seconds: float) -> list[Op]:
     """Background operations, maybe a pause, a teardown path in the foreground, maybe one more op."""
@@ -98,8 +110,10 @@ def _race_shaped(rng: random.Random, v: Vocabulary, teardowns: tuple[str, ...], 
     for _ in range(rng.randint(1, max(1, min(3, max_ops - 2)))):
         ops.append(random_op(rng, v, remaining=left(), kinds=("read", "device"), background=True))
     if len(ops) < max_ops - 1 and rng.random() < P_PAUSE:
-        ops.append(random_op(rng, v, remaining=left(), kinds=("sleep",)))
-    ops.append(random_op(rng, v, remaining=left(), kinds=("path",), names=teardowns, background=False))
+        longest = max(op_seconds(op, v) for op in ops)  # 0: only device events, which set no duration
+        ops.append(random_op(rng, v, remaining=min(left(), longest) if longest > 0 else left(), kinds=("sleep",)))
+    teardown = random_op(rng, v, remaining=left(), kinds=("path",), names=teardowns, background=False)
+    ops.append(concurrent(teardown, v))
     if len(ops) < max_ops and rng.random() < 0.5:
         ops.append(random_op(rng, v, remaining=left(), pending=True))
     return ops

@@ -222,6 +222,8 @@ class OpSpec:
     ``positional``: the op's one argument is written bare after the kind (``sleep 0.35``) and always printed.
     ``check``: a cross-argument rule over the full arguments (a message when broken).
     ``sample``: draws consistent arguments when independent draws rarely pass ``check``.
+    ``concurrent``: for a path, the arguments under which background operations keep running while it
+    tears down (:attr:`mlx5lab.paths.registry.DriverPath.concurrent_args`).
     """
 
     kind: str
@@ -234,6 +236,7 @@ class OpSpec:
     background_ok: bool = True
     check: Check | None = field(default=None, compare=False)
     sample: Sampler | None = field(default=None, compare=False)
+    concurrent: tuple[tuple[str, Any], ...] = ()
 
     def domain(self, key: str) -> Domain:
         for d in self.domains:
@@ -467,7 +470,8 @@ def path_specs() -> tuple[OpSpec, ...]:
     for name in sorted(path_names()):
         p = get_path(name)
         specs.append(OpSpec("path", name, tuple(path_domain(name, i) for i in p.arg_infos()), p.side,
-                            getattr(p, "summary", ""), check=_check_path(name)))
+                            getattr(p, "summary", ""), check=_check_path(name),
+                            concurrent=tuple(sorted(p.concurrent_args.items()))))
     return tuple(specs)
 
 

@@ -79,6 +79,7 @@ class Reboot(DriverPath):
     kernel_functions: ClassVar[tuple[str, ...]] = (
         *SHUTDOWN_FUNCTIONS, "next boot: main.c: probe_one -> mlx5_init_one (every function)")
     Args: ClassVar[type[PowerArgs]] = PowerArgs
+    concurrent_args: ClassVar[dict[str, bool]] = {"force": True}  # init's shutdown would end them first
 
     def perform(self, m: Machine, args: PowerArgs) -> None:
         command = "reboot -f" if args.force else "reboot"
@@ -99,6 +100,7 @@ class Poweroff(DriverPath):
     device: ClassVar[str] = f"{SHUTDOWN_DEVICE}; then QEMU exits"
     kernel_functions: ClassVar[tuple[str, ...]] = SHUTDOWN_FUNCTIONS
     Args: ClassVar[type[PowerArgs]] = PowerArgs
+    concurrent_args: ClassVar[dict[str, bool]] = {"force": True}
     ends_bound: ClassVar[bool] = False
     ends_machine: ClassVar[bool] = True
 

@@ -157,6 +157,10 @@ class DriverPath:
     expected_dmesg: ClassVar[tuple[str, ...]] = ()  # see the module docstring
     expected_trace: ClassVar[tuple[str, ...]] = ()
     card_settings: ClassVar[dict[str, Any]] = {}
+    # arguments under which the processes already running go on running while the path tears down; without
+    # them the path ends every process first (a graceful reboot: init kills them before reboot(2)), so
+    # nothing can race its teardown. The fuzzer's race-shaped programs draw the path with these.
+    concurrent_args: ClassVar[dict[str, Any]] = {}
     # argument sets `mlx5lab bench paths` and the VM tests run by default (each a dict for ``run``)
     variants: ClassVar[tuple[dict[str, Any], ...]] = ({},)
 

@@ -318,7 +318,7 @@ class Machine:
         if self.shell is not None:
             self.shell.close()
         self.shell = GuestShell(self.ssh_port, self.config.image.ssh_key)
-        self.shell.connect(deadline)
+        self.shell.connect(deadline, self.alive)
         # The first command after the marker has been seen to fail; prove the session works.
         while True:
             try:
@@ -327,7 +327,7 @@ class Machine:
             except (ConnectionError, TimeoutError, OSError, EOFError, paramiko.SSHException) as exc:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"SSH never answered: {exc!r}") from exc
-                self.shell.connect(deadline)
+                self.shell.connect(deadline, self.alive)
         if self._card_pending:
             self._wait_card(deadline)
         return time.monotonic() - self.started_at
@@ -348,7 +348,7 @@ class Machine:
         """A new SSH connection to the running guest (no new boot marker is waited for)."""
         if self.shell is None:
             raise Mlx5LabError("guest SSH is not connected (call wait_ssh first)")
-        self.shell.connect(time.monotonic() + timeout)
+        self.shell.connect(time.monotonic() + timeout, self.alive)
 
     def wait_init(self, timeout: float = 60.0) -> float:
         """Seconds from QEMU start to the first boot's init marker (the plain kernel boot time)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,8 +34,9 @@ class GuestShell:
         # runs: seen to close the *next* command's channel (same local id) with "Channel closed".
         self._started: list[paramiko.Channel] = []
 
-    def connect(self, deadline: float) -> None:
-        """Connect, retrying until ``deadline`` (time.monotonic()).
+    def connect(self, deadline: float, alive: Callable[[], bool] | None = None) -> None:
+        """Connect, retrying until ``deadline`` (time.monotonic()), or until ``alive`` says the guest's
+        QEMU is gone (ConnectionError: a killed guest must not hold its caller until the deadline).
 
         slirp accepts the host TCP connection before the guest listens, so a connect during boot can sit
         in the banner wait; callers connect only after the guest's SSH-READY marker and keep timeouts short.
@@ -42,6 +44,9 @@ class GuestShell:
         self.close()
         last: Exception | None = None
         while time.monotonic() < deadline:
+            if alive is not None and not alive():
+                raise ConnectionError(f"SSH to 127.0.0.1:{self.port}: the guest's QEMU exited "
+                                      f"(last attempt: {last!r})")
             client = paramiko.SSHClient()
             client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
             left = max(0.5, min(5.0, deadline - time.monotonic()))
