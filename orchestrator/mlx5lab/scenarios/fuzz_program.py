@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -98,6 +99,42 @@ def firmware_left_fatal(m: Machine) -> str:
     what = "dead" if dead else f"fatal, syndrome {int(health.get('synd') or 0):#x}"
     return (f"the card's firmware is still {what} and the probe failed on it: the driver stays down by design "
             "(no health recovery for a function that is not loaded)")
+
+
+RECOVERY_DECLINED = "Driver is in error state. Unloading"
+BACK_UP = ("firmware version:", "health recovery succeeded")  # a later load or recovery of the function
+BDF_WORD = re.compile(r"\b[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]\b")
+BDF_LINE = re.compile(r"mlx5_core ([0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]): ")
+
+
+def recovery_declined(console: str, problem: str, functions: int) -> str:
+    """Why a missing function is the driver's policy, not a wedge ("" if it is not): a firmware fatal error
+    came while the fw_fatal health reporter refused to recover (``net/devlink/leftover.c:
+    devlink_health_report`` returns -ECANCELED while the previous error is unrecovered or within the
+    reporter's grace period after a recovery: 60 s for a PF, ``health.c:
+    MLX5_FW_REPORTER_PF_GRACEFUL_PERIOD``), so ``health.c: mlx5_fw_fatal_reporter_err_work`` printed
+    RECOVERY_DECLINED and unloaded the function on purpose, and nothing loaded it again afterwards.
+    ``problem`` is what the wedge check saw; it is excused only when the functions it names as missing
+    or unreadable are such unloaded ones."""
+    lines: dict[str, list[str]] = {}
+    for line in console.splitlines():
+        if (bdf := BDF_LINE.search(line)) is not None:
+            lines.setdefault(bdf.group(1), []).append(line)
+    down = []
+    for bdf, own in sorted(lines.items()):
+        declined = [i for i, line in enumerate(own) if RECOVERY_DECLINED in line]
+        if declined and not any(marker in line for line in own[declined[-1] + 1:] for marker in BACK_UP):
+            down.append(bdf)
+    if not down:
+        return ""
+    named = set(BDF_WORD.findall(problem))
+    if problem.startswith("only "):  # "only N of M functions have a netdev (the present ones)"
+        if named & set(down) or functions - len(named) > len(down):
+            return ""
+    elif not named or not named <= set(down):  # "a port's speed cannot be read: BDF SPEED, ..."
+        return ""
+    return (f"the fw_fatal health reporter declined to recover {', '.join(down)} (a fatal error within its "
+            "grace period, or before the last one was recovered) and the driver unloaded it on purpose")
 
 
 def _wedge_check(m: Machine, speeds: list[int], script: str) -> str:
@@ -188,7 +225,7 @@ def decide(m: Machine, run: RunDir, result: IterationResult, report: ExecReport,
         result.detail = f"QMP {ev.name} {json.dumps(ev.data)}"
         return
     problem = wedged(m, speeds)
-    fatal = firmware_left_fatal(m) if problem else ""
+    fatal = (firmware_left_fatal(m) or recovery_declined(text, problem, len(speeds))) if problem else ""
     if fatal:  # the driver stays down by design: not a finding
         result.outcome = Outcome.CLEAN
         result.detail = f"{problem}; {fatal}"
