@@ -76,3 +76,22 @@ def test_a_function_missing_for_another_reason_stays_a_finding() -> None:
     assert recovery_declined(later, "only 1 of 2 functions have a netdev (0000:01:00.1)", 2) == ""
     assert recovery_declined("[ 1.0] mlx5_core 0000:01:00.0: firmware version: 16.35.2000\n",
                              "only 1 of 2 functions have a netdev (0000:01:00.1)", 2) == ""
+
+
+def card_with_links(*links: bool) -> Any:  # noqa: ANN401 - a stand-in for vm.machine.Machine
+    control = SimpleNamespace(status=lambda: [{"function": f"fn{i}", "link_up": up} for i, up in enumerate(links)])
+    return SimpleNamespace(card=SimpleNamespace(alive=lambda: True, control=control))
+
+
+def test_a_port_whose_cable_the_program_unplugged_reads_speed_minus_one_by_design() -> None:
+    from mlx5lab.scenarios.fuzz_program import cable_unplugged
+
+    problem = "a port's speed cannot be read: 0000:01:00.0 5000, 0000:01:00.1 -1"
+    assert "0000:01:00.1" in cable_unplugged(card_with_links(True, False), problem)
+    assert cable_unplugged(card_with_links(True, True), problem) == ""  # cable in: -1 is a finding
+    both = "a port's speed cannot be read: 0000:01:00.0 -1, 0000:01:00.1 -1"
+    assert cable_unplugged(card_with_links(True, False), both) == ""  # fn0's cable is in
+    assert cable_unplugged(card_with_links(False, False), both)
+    unreadable = "a port's speed cannot be read: 0000:01:00.0 5000, 0000:01:00.1 -"
+    assert cable_unplugged(card_with_links(True, False), unreadable) == ""  # the read itself failed
+    assert cable_unplugged(card_with_links(False, False), "only 1 of 2 functions have a netdev (0000:01:00.0)") == ""

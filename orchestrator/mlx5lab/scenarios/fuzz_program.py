@@ -137,6 +137,30 @@ def recovery_declined(console: str, problem: str, functions: int) -> str:
             "grace period, or before the last one was recovered) and the driver unloaded it on purpose")
 
 
+def cable_unplugged(m: Machine, problem: str) -> str:
+    """Why an unreadable speed is the program's doing ("" if it is not): every port read as -1 has its
+    cable unplugged on the card (``device set_link`` without ``up``). With the carrier off the driver
+    reports SPEED_UNKNOWN by design (``en_ethtool.c: get_speed_duplex``). A speed that cannot be read at all
+    ("-") stays a finding."""
+    if not problem.startswith("a port's speed cannot be read:") or m.card is None or not m.card.alive():
+        return ""
+    listed = [p.strip().split() for p in problem.split(":", 1)[1].split(",")]  # every port: "BDF SPEED"
+    ports = [p for p in listed if len(p) != 2 or p[1] in ("-", "-1", "")]
+    if not ports or any(len(p) != 2 or p[1] != "-1" for p in ports):
+        return ""
+    try:
+        status = m.card.control.status()
+    except (Mlx5LabError, OSError, ValueError):
+        return ""
+    unplugged = []
+    for bdf, _ in ports:
+        fn = int(bdf.rsplit(".", 1)[1])  # the card's functions are 0..N-1 of one slot
+        if fn >= len(status) or status[fn].get("link_up") is not False:
+            return ""
+        unplugged.append(bdf)
+    return f"the program unplugged the cable of {', '.join(unplugged)}: a port without carrier reads speed -1"
+
+
 def _wedge_check(m: Machine, speeds: list[int], script: str) -> str:
     deadline = time.monotonic() + WEDGE_CHECK_S
     problem = ""
@@ -225,7 +249,8 @@ def decide(m: Machine, run: RunDir, result: IterationResult, report: ExecReport,
         result.detail = f"QMP {ev.name} {json.dumps(ev.data)}"
         return
     problem = wedged(m, speeds)
-    fatal = (firmware_left_fatal(m) or recovery_declined(text, problem, len(speeds))) if problem else ""
+    fatal = (firmware_left_fatal(m) or recovery_declined(text, problem, len(speeds))
+             or cable_unplugged(m, problem)) if problem else ""
     if fatal:  # the driver stays down by design: not a finding
         result.outcome = Outcome.CLEAN
         result.detail = f"{problem}; {fatal}"
