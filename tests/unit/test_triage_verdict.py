@@ -84,3 +84,19 @@ def test_sysrq_verdict_from_the_enum_kind() -> None:
     crashed = {"pid": 119, "comm": "sh", "cpu": 1, "stack": _frames("panic", "sysrq_handle_crash")}
     v = vmcore_verdict(_kind(crashed["stack"]).value, "deliberate crash from sysrq", crashed, {"functions": []}, [])
     assert v.startswith("deliberate crash from sysrq (echo c > /proc/sysrq-trigger) by `sh` (pid 119) on CPU 1")
+
+
+def test_a_corrupted_mlx5_timer_is_attributed_to_the_driver() -> None:
+    """A fault in the timer softirq runs no driver code; the timer it was expiring names the owner."""
+    idle = {"pid": 0, "comm": "swapper/1", "cpu": 1,
+            "stack": _frames("panic", "asm_exc_general_protection", "__hlist_del", "detach_timer", "expire_timers",
+                             "__run_timers", "run_timer_softirq")}
+    timer = {"address": "0xffff8880076acd70", "function": "poll_health", "module": "mlx5_core",
+             "frame": "detach_timer", "next": "0xdead000000000122", "next_poisoned": True}
+    title = "general protection fault in __run_timers"
+    v = vmcore_verdict("general protection fault", title, idle, {"functions": []}, [], None, timer)
+    assert "expired mlx5_core's timer poll_health (struct timer_list at 0xffff8880076acd70)" in v
+    assert "LIST_POISON2" in v and "not an mlx5 race" not in v
+    kernel_timer = {**timer, "function": "tcp_keepalive_timer", "module": None, "next_poisoned": False}
+    v = vmcore_verdict("general protection fault", title, idle, {"functions": []}, [], None, kernel_timer)
+    assert "not an mlx5 race (the timer being expired: tcp_keepalive_timer, kernel)" in v

@@ -46,7 +46,8 @@ def _kset_clause(functions: list[dict[str, Any]]) -> str:
 
 
 def vmcore_verdict(kind: str, title: str, crashed: dict[str, Any], mlx5: dict[str, Any],
-                   teardown: list[dict[str, Any]], blocked: list[dict[str, Any]] | None = None) -> str:
+                   teardown: list[dict[str, Any]], blocked: list[dict[str, Any]] | None = None,
+                   timer: dict[str, Any] | None = None) -> str:
     stack = crashed.get("stack", [])
     in_mlx5 = any(f.get("module") == "mlx5_core" for f in stack)
     functions = mlx5.get("functions", [])
@@ -83,8 +84,17 @@ def vmcore_verdict(kind: str, title: str, crashed: dict[str, Any], mlx5: dict[st
                      "(mlx5_cmd_is_down()) would have refused this command.")
         kset = _kset_clause(functions)
         return text + (f" {kset[0].upper()}{kset[1:]}." if kset else "")
+    if timer and timer.get("module") == "mlx5_core":
+        links = (" its list link was already poisoned (LIST_POISON2): the timer had been detached or "
+                 "re-initialised while it was still queued, a race on the timer itself"
+                 if timer.get("next_poisoned") else f" its next link was {timer.get('next')}")
+        text = (f"{title} by {who} on CPU {crashed.get('cpu')} while the timer softirq expired mlx5_core's "
+                f"timer {timer.get('function')} (struct timer_list at {timer.get('address')});{links}. "
+                "The fault is in the timer code, but the corrupted object is the driver's")
+        return text + (f"; meanwhile {tear}." if tear else ".")
     if in_mlx5:
-        where = f" on `{reader.get('ifname')}` ({bdf})" if bdf else ""
+        ifname = reader.get("ifname")
+        where = (f" on `{ifname}` ({bdf})" if ifname else f" on {bdf}") if bdf else ""
         state = pool.get("state", "unknown")
         text = (f"{title} by {who}{where} in mlx5_core code; that function's command pool is {state}, "
                 "so this is not the command-pool use-after-free")
@@ -99,6 +109,8 @@ def vmcore_verdict(kind: str, title: str, crashed: dict[str, Any], mlx5: dict[st
             text += " Blocked (D) tasks: " + "; ".join(f"{_who(b)} in {b.get('at')}" for b in blocked[:5]) + "."
         return text
     text = f"{title} by {who} on CPU {crashed.get('cpu')}; no mlx5_core frames on its stack; not an mlx5 race"
+    if timer:
+        text += f" (the timer being expired: {timer.get('function')}, {timer.get('module') or 'kernel'})"
     return text + (f" (meanwhile {tear})." if tear else ".")
 
 

@@ -22,6 +22,7 @@ from .pcidevs import Mlx5Function, mlx5_functions
 from .pools import cmd_pool_state, is_poison_pointer
 from .program import open_vmcore
 from .tasks import blocked_tasks, crashed_task, task_summary, teardown_tasks
+from .timers import TIMER_FRAMES, expiring_timer
 from .verdict import vmcore_verdict
 
 T = TypeVar("T")
@@ -82,6 +83,8 @@ def triage_vmcore(vmcore: Path, debug_files: list[Path], sig: OopsSignature | No
     if trace is not None and any(f.get("module") == "mlx5_core" for f in crashed_info.get("stack", [])):
         mlx5["reader"] = _step("reader objects", errors, lambda: reader_objects(prog, trace, functions), None)
     out["mlx5"] = mlx5
+    if trace is not None and any(f.get("function") in TIMER_FRAMES for f in crashed_info.get("stack", [])):
+        out["timer"] = _step("expiring timer", errors, lambda: expiring_timer(prog, trace), None)
     out["teardown_tasks"] = _step("teardown tasks", errors,
                                   lambda: teardown_tasks(prog, functions, skip_pid=crashed_info.get("pid")), [])
     out["devices_kset"] = {f.bdf: f.in_devices_kset for f in functions}
@@ -94,6 +97,6 @@ def triage_vmcore(vmcore: Path, debug_files: list[Path], sig: OopsSignature | No
         out["blocked_tasks"] = _step("blocked tasks", errors, lambda: blocked_tasks(prog), [])
     out["kind"] = kind
     out["verdict"] = vmcore_verdict(kind, title, crashed_info, mlx5, out["teardown_tasks"],
-                                    out.get("blocked_tasks"))
+                                    out.get("blocked_tasks"), out.get("timer"))
     out["timings"] = {"open_s": round(t_open, 3), "total_s": round(time.monotonic() - t0, 3)}
     return out
