@@ -8,6 +8,7 @@ kernel result is never turned into ``infra`` by a later failure of a status quer
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Callable
 
@@ -95,8 +96,35 @@ def boot_card(m: Machine, run: RunDir, result: IterationResult, functions: int, 
             result.detail = f"SSH never came up: {exc}"
         return False
     own = m.console_text()[m.console_offset:]
-    ports_line = next((x for x in own.splitlines() if x.startswith(PORTS_MARKER)), "")
-    if len(ports_line.split()[2:]) != functions:
-        result.detail = f"the card did not come up: {ports_line or 'no ' + PORTS_MARKER + ' line'}"
+    ports_line = next((x for x in own.splitlines() if PORTS_MARKER in x), "")
+    if len(marker_ports(ports_line)) == functions:
+        return True
+    # The serial console is shared with printk, which can cut into the marker's line (seen: a "Link up"
+    # in the middle of the interface list). The guest itself is then asked which ports are up.
+    seen = ports_line or f"no {PORTS_MARKER} line"
+    try:
+        up = m.run(MLX5_PORTS_UP, timeout=30).stdout.split()
+    except (TimeoutError, ConnectionError, OSError, EOFError, Mlx5LabError) as exc:
+        result.detail = f"the card did not come up: {seen} (and asking the guest failed: {exc})"
         return False
-    return True
+    if len(up) == functions:
+        return True
+    result.detail = (f"the card did not come up: {seen}; the guest has {len(up)} of {functions} mlx5 ports up"
+                     f"{': ' + ' '.join(up) if up else ''}")
+    return False
+
+
+PRINTK_STAMP = re.compile(r"\[\s*\d+\.\d+\]")
+# one line per mlx5 netdev that is up (IFF_UP in its flags): what the marker lists
+MLX5_PORTS_UP = ("for n in /sys/class/net/*; do [ \"$n/device/driver\" -ef /sys/bus/pci/drivers/mlx5_core ] && "
+                 "[ \"$(cat $n/flags 2>/dev/null)\" != \"\" ] && [ $(( $(cat $n/flags) & 1 )) = 1 ] && "
+                 "echo ${n##*/}; done; true")
+
+
+def marker_ports(line: str) -> list[str]:
+    """The interfaces a ``MLX5LAB-PORTS <uptime> <if>...`` line names, up to any kernel message that the
+    console put in the middle of it."""
+    if PORTS_MARKER not in line:
+        return []
+    rest = PRINTK_STAMP.split(line[line.index(PORTS_MARKER):], maxsplit=1)[0]
+    return rest.split()[2:]
