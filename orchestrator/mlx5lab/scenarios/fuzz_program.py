@@ -103,8 +103,9 @@ def firmware_left_fatal(m: Machine) -> str:
 
 RECOVERY_DECLINED = "Driver is in error state. Unloading"
 BACK_UP = ("firmware version:", "health recovery succeeded")  # a later load or recovery of the function
-BDF_WORD = re.compile(r"\b[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]\b")
-BDF_LINE = re.compile(r"mlx5_core ([0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]): ")
+BDF = r"[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]"
+BDF_WORD = re.compile(rf"\b{BDF}\b")
+BDF_LINE = re.compile(rf"mlx5_core ({BDF}): ")
 
 
 def recovery_declined(console: str, problem: str, functions: int) -> str:

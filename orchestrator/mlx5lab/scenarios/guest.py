@@ -117,8 +117,7 @@ def boot_card(m: Machine, run: RunDir, result: IterationResult, functions: int, 
 PRINTK_STAMP = re.compile(r"\[\s*\d+\.\d+\]")
 # one line per mlx5 netdev that is up (IFF_UP in its flags): what the marker lists
 MLX5_PORTS_UP = ("for n in /sys/class/net/*; do [ \"$n/device/driver\" -ef /sys/bus/pci/drivers/mlx5_core ] && "
-                 "[ \"$(cat $n/flags 2>/dev/null)\" != \"\" ] && [ $(( $(cat $n/flags) & 1 )) = 1 ] && "
-                 "echo ${n##*/}; done; true")
+                 "[ $(( $(cat $n/flags) & 1 )) = 1 ] && echo ${n##*/}; done 2>/dev/null; true")
 
 
 def marker_ports(line: str) -> list[str]:

@@ -14,9 +14,9 @@ from typing import Any
 import drgn
 
 from .frames import frame_module
+from .pools import LIST_POISON2
 
 TIMER_FRAMES = ("detach_timer", "expire_timers", "call_timer_fn")
-LIST_POISON2 = 0xDEAD000000000122  # include/linux/poison.h with CONFIG_ILLEGAL_POINTER_VALUE (x86-64)
 
 
 def expiring_timer(prog: drgn.Program, trace: drgn.StackTrace) -> dict[str, Any] | None:
