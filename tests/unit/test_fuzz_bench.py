@@ -9,7 +9,7 @@ import pytest
 
 from mlx5lab.fuzz import bench, manager
 
-from .test_fuzz_manager import simulated_run
+from .test_fuzz_manager import PTYS_ENTRY, STATS_ENTRY, simulated_run
 
 
 @pytest.fixture(autouse=True)
@@ -29,6 +29,28 @@ def test_find_stops_at_the_first_target_and_measures_its_reproducer(tmp_path: Pa
     assert t.repro_ops is not None and t.repro_ops <= 3 and t.teardown and t.ptys_reader and t.rate == 1.0
     lines = bench.find_lines([fig], 120)
     assert "found by 1/1" in lines[0] and any("reproducer" in x and x.endswith("met") for x in lines)
+
+
+def test_find_goes_on_past_another_way_in_until_one_through_ptys(tmp_path: Path) -> None:
+    # seed 4 first meets the simulated fault through the stats work (a statistics reader), later through PTYS
+    fig = bench.find_seed(tmp_path / "s1", 4, limit_s=120, variant="vulnerable", kernel=None,
+                          progress=lambda _m: None, minimize_tries=40, repro_runs=5)
+    assert fig.found_entry == STATS_ENTRY and fig.found_after is not None
+    assert fig.ptys_after is not None and fig.ptys_after > fig.found_after and fig.programs_run == fig.ptys_after
+    assert fig.ptys_minutes is not None and fig.found_minutes is not None and fig.ptys_minutes >= fig.found_minutes
+    t = fig.target
+    assert fig.minimized_entry == PTYS_ENTRY and t is not None and t.ptys_reader and t.teardown
+    lines = bench.find_lines([fig], 120)
+    assert any("PTYS query" in x and "found by 1/1" in x for x in lines)
+    assert any(f"entry {PTYS_ENTRY}" in x and x.endswith("met") for x in lines)
+    # stopping at the first finding minimises that one, through its own entry
+    first = bench.find_seed(tmp_path / "s2", 4, limit_s=120, variant="vulnerable", kernel=None,
+                            progress=lambda _m: None, minimize_tries=40, repro_runs=5, ptys=False)
+    assert first.programs_run == first.found_after == fig.found_after and first.ptys_after is None
+    assert first.minimized_entry == STATS_ENTRY
+    t = first.target
+    assert t is not None and t.repro_ops is not None and not t.ptys_reader
+    assert any("PTYS query" in x and "found by 0/1" in x for x in bench.find_lines([first], 120))
 
 
 def test_find_refuses_a_used_work_folder(tmp_path: Path) -> None:

@@ -17,31 +17,53 @@ from mlx5lab.fuzz.program import Op, parse
 from mlx5lab.fuzz.workdir import FuzzDir
 from mlx5lab.rundir import RunDir
 
-CRASH = ("[   9.1] general protection fault, probably for non-canonical address 0xdead000000006b10: 0000 [#1]\n"
-         "[   9.1] CPU: 1 PID: 161 Comm: mlx5lab-read Tainted: G OE 6.1.0-57-amd64 #1 Debian 6.1.192-3\n"
-         "[   9.1] RIP: 0010:dma_pool_alloc+0x1b/0x1d0\n[   9.1] Call Trace:\n[   9.1]  <TASK>\n"
-         "[   9.1]  mlx5_alloc_cmd_msg+0x2e/0x100 [mlx5_core]\n[   9.1]  cmd_exec+0x1d8/0x7c0 [mlx5_core]\n"
-         "[   9.1] Kernel panic - not syncing: Fatal exception\n")
+_GPF = ("[   9.1] general protection fault, probably for non-canonical address 0xdead000000006b10: 0000 [#1]\n"
+        "[   9.1] CPU: 1 PID: 161 Comm: {comm} Tainted: G OE 6.1.0-57-amd64 #1 Debian 6.1.192-3\n"
+        "[   9.1] RIP: 0010:dma_pool_alloc+0x1b/0x1d0\n[   9.1] Call Trace:\n[   9.1]  <TASK>\n"
+        "[   9.1]  mlx5_alloc_cmd_msg+0x2e/0x100 [mlx5_core]\n[   9.1]  cmd_exec+0x1d8/0x7c0 [mlx5_core]\n"
+        "[   9.1]  mlx5_cmd_do+0x1e/0x40 [mlx5_core]\n[   9.1]  mlx5_access_reg+0xf0/0x160 [mlx5_core]\n"
+        "{route}[   9.1] Kernel panic - not syncing: Fatal exception\n")
+# one fault, two ways into the driver (as the positive control has): a speed read's PTYS query, and the
+# stats work that a statistics read queues
+CRASH = _GPF.format(comm="mlx5lab-read",
+                    route="[   9.1]  mlx5_query_port_ptys+0x78/0xa0 [mlx5_core]\n"
+                    "[   9.1]  mlx5e_ethtool_get_link_ksettings+0x72/0x570 [mlx5_core]\n"
+                    "[   9.1]  speed_show+0x70/0xd0\n")
+CRASH_STATS = _GPF.format(comm="kworker/u4:3",
+                          route="[   9.1]  mlx5e_stats_grp_802_3_update_stats+0x79/0xa0 [mlx5_core]\n"
+                          "[   9.1]  mlx5e_update_stats_work+0x35/0x50 [mlx5_core]\n"
+                          "[   9.1]  process_one_work+0x1c7/0x380\n")
+PTYS_ENTRY, STATS_ENTRY = "mlx5e_ethtool_get_link_ksettings", "mlx5e_update_stats_work"
 
 
 def simulated_run(self: manager.Fuzzer, program, index: int, plan_seed: int):  # noqa: ANN001
-    """Crashes (GPF in dma_pool_alloc) iff the program reads speed in the background before a reboot;
+    """Crashes (GPF in dma_pool_alloc) iff the program reads speed or statistics in the background before a
+    reboot: through the stats work when a statistics reader is there, else through the speed read's PTYS query;
     every program leaves a small device trace, different per path, for coverage."""
     run = self.dir.run(index, program.hash())
     run.path.mkdir(parents=True, exist_ok=True)
     ops = program.ops
-    bg_speed = [i for i, o in enumerate(ops) if o.kind == "read" and o.name == "speed" and o.background]
-    reboot = [i for i, o in enumerate(ops) if o.kind == "path" and o.name == "reboot"]
-    crashed = bool(bg_speed and reboot and bg_speed[0] < reboot[0])
-    run.console.write_text(CRASH if crashed else "[   1.0] clean\n")
+
+    def first_bg(name: str) -> int | None:
+        return next((i for i, o in enumerate(ops) if o.kind == "read" and o.name == name and o.background), None)
+
+    reboot = next((i for i, o in enumerate(ops) if o.kind == "path" and o.name == "reboot"), None)
+    stats, speed = first_bg("statistics"), first_bg("speed")
+    text = None
+    if reboot is not None and stats is not None and stats < reboot:
+        text = CRASH_STATS
+    elif reboot is not None and speed is not None and speed < reboot:
+        text = CRASH
+    crashed = text is not None
+    run.console.write_text(text or "[   1.0] clean\n")
     run.card.path.mkdir(exist_ok=True)
     records = [{"kind": "cmd", "function": "fn0", "op": "ACCESS_REG" if o.kind == "read" else "TEARDOWN_HCA",
                 "opcode": 0x805, "op_mod": 1, "status": 0, "status_name": "OK", "reg": o.name}
                for o in ops if o.kind in ("read", "path")]
     run.card.trace(0).write_text("".join(json.dumps(r) + "\n" for r in records))
     result = IterationResult(index, Outcome.PANIC if crashed else Outcome.CLEAN, duration_s=1.0)
-    if crashed:
-        (run.path / RunDir.OOPS).write_text(CRASH)
+    if text is not None:
+        (run.path / RunDir.OOPS).write_text(text)
     result.write(run)
     return run, result
 
@@ -240,3 +262,24 @@ def test_with_a_corpus_the_generated_share_holds(fuzzer_factory) -> None:  # noq
     assert set(origins) == {"generate", "mutate"}
     assert abs(share - manager.GENERATE_SHARE) < 0.04, share
     assert manager.GENERATE_SHARE >= 0.5
+
+
+def test_minimising_keeps_the_driver_entry_the_finding_came_through(fuzzer_factory) -> None:  # noqa: ANN001
+    from mlx5lab.crash import crash_report
+    from mlx5lab.fuzz.store import Finding
+
+    stats, ptys = crash_report(CRASH_STATS), crash_report(CRASH)
+    assert stats is not None and ptys is not None
+    assert stats.signature == ptys.signature  # one fault, one bug ...
+    assert (stats.detail.entry, ptys.detail.entry) == (STATS_ENTRY, PTYS_ENTRY)  # ... two ways in
+    assert "mlx5_query_port_ptys" in ptys.detail.route and "mlx5_query_port_ptys" not in stats.detail.route
+    both = parse("read speed &\nread statistics &\npath reboot force=true\nwait\n")  # crashes through the stats
+    for entry, kept, dropped in ((STATS_ENTRY, "statistics", "speed"), (None, "speed", "statistics")):
+        f = fuzzer_factory(programs=0, seed=1, minimize_tries=20, repro_runs=3)
+        f.store.record(Finding(stats.signature, stats.title, stats.kind_text, both.text(), None, 1.0,
+                               tuple(stats.detail.route)))
+        f.minimize_bug(stats.signature, both, entry)
+        minimal = parse(f.dir.crash(stats.signature).repro.read_text())
+        names = {o.name for o in minimal.active_ops()}
+        # without the entry, dropping the statistics reader still crashes (through the speed read) and is kept
+        assert kept in names and dropped not in names, (entry, minimal.text())

@@ -277,3 +277,16 @@ def test_journal_stats_nights_skip_torn_lines(fd: FuzzDir) -> None:
     assert [s.t for s in st.load()] == [1.0, 2.0]
     Nights(fd).append(Night(start=0.0, end=9.0, seed=4, programs=2, new_bugs=["s"]))
     assert Nights(fd).load()[0].new_bugs == ["s"]
+
+
+def test_entries_count_the_ways_into_the_driver_first_first(fd: FuzzDir) -> None:
+    s = CrashStore(fd)
+    routes = [("cmd_exec", "mlx5e_update_stats_work"), ("cmd_exec", "mlx5e_ethtool_get_link_ksettings"),
+              ("cmd_exec", "mlx5e_update_stats_work"), ()]  # the last: no driver frames (a hang's result)
+    for i, route in enumerate(routes):
+        f = finding(make_run(fd, i), 100.0 + i)
+        s.record(Finding(f.signature, f.title, f.kind, f.program, f.run, f.time, route))
+    bug = s.get("aaaa000011112222")
+    assert bug is not None and bug.count == 4
+    assert list(bug.entries.items()) == [("mlx5e_update_stats_work", 2), ("mlx5e_ethtool_get_link_ksettings", 1)]
+    assert json.loads(fd.crash(bug.signature).meta.read_text())["entries"] == bug.entries

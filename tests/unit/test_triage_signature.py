@@ -239,8 +239,12 @@ def test_json_shape() -> None:
     data = sig.to_json()
     assert set(data) == {"kind", "title", "signature", "guilty", "guilty_module", "first_line", "task", "rip",
                          "frames", "fault_address", "poisoned_address", "panic_reason", "tainted", "location",
-                         "earlier_reports", "freed_by"}
+                         "earlier_reports", "freed_by", "route"}
     assert data["kind"] == "general protection fault" and data["frames"][1] == "dma_pool_alloc"
+    # the driver frames under the fault in the core kernel, down to where the speed read entered mlx5_core
+    assert data["route"] == ["mlx5_alloc_cmd_msg", "cmd_exec", "mlx5_cmd_do", "mlx5_access_reg",
+                             "mlx5_query_port_ptys", "mlx5e_ethtool_get_link_ksettings"]
+    assert sig.entry == "mlx5e_ethtool_get_link_ksettings"
 
 
 def test_no_report() -> None:

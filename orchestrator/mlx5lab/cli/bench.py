@@ -156,7 +156,8 @@ def cmd_bench_fuzz(args: argparse.Namespace) -> int:
             fig = fb.find_seed(out / f"find-seed-{seed}", seed, limit_s=args.find_limit,
                                variant=common.driver_variant(args, "vulnerable"),
                                kernel=args.kernel, progress=common.progress, minimize_tries=args.minimize_tries,
-                               repro_runs=args.repro_runs, boot=args.boot, jobs=args.jobs)
+                               repro_runs=args.repro_runs, boot=args.boot, jobs=args.jobs,
+                               ptys=not args.stop_at_first)
             figs.append(fig)
             print(fig.line(), flush=True)
             for b in fig.bugs:
@@ -226,6 +227,9 @@ def add_parser(sub: Any) -> None:
     sp.add_argument("--seeds", type=int, default=5, help="seeds 1..N on the positive control (0: skip)")
     sp.add_argument("--find-limit", type=parse_duration, default=parse_duration("30m"),
                     help="give up on a seed after this long (default 30m)")
+    sp.add_argument("--stop-at-first", action="store_true",
+                    help="end each seed at its first dma_pool use-after-free, whichever way it entered the driver "
+                         "(default: go on until one through a reader's PTYS query, the seed case's way in)")
     sp.add_argument("--stock-duration", type=parse_duration, default=parse_duration("1h"),
                     help="the stock driver's run (default 1h; 0: skip)")
     sp.add_argument("--stock-seed", type=int, default=1)

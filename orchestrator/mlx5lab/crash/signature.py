@@ -116,8 +116,18 @@ class OopsSignature:
     # KASAN's "Freed by task N:" stack (mm/kasan/report.c: print_track), its own machinery left out:
     # who freed the object the report is about
     freed_by: list[Frame] = field(default_factory=list)
+    # The crashing task's frames in the first module of its stack, innermost first: the way the task went
+    # through the driver. Its last one is where the task entered the driver (its entry): one freed object is often
+    # reached from several entries (a work item, an ethtool call), and a reproducer should keep the one
+    # that was found.
+    route: list[str] = field(default_factory=list)
     crash_kind: CrashKind = CrashKind.KERNEL_PANIC
     is_panic: bool = False  # a "Kernel panic - not syncing" line ends this crash
+
+    @property
+    def entry(self) -> str | None:
+        """The outermost frame of :attr:`route`: where the crashing task entered the driver."""
+        return self.route[-1] if self.route else None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -224,6 +234,13 @@ def _signature(kind: str, frames: list[Frame]) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
+def _route(frames: list[Frame]) -> list[str]:
+    """The frames of the first module among ``frames`` (the driver the crash came through, e.g. mlx5_core
+    under a fault in dma_pool_alloc), innermost first; none for a stack of the core kernel only."""
+    module = next((f.module for f in frames if f.module), None)
+    return [f.function for f in frames if module is not None and f.module == module]
+
+
 def _freed_by(body: list[str]) -> list[Frame]:
     """The frames under KASAN's "Freed by task N:" up to the next blank or section line, without the
     KASAN and slab functions that record the free (kasan_save_stack ... __kmem_cache_free)."""
@@ -268,7 +285,8 @@ def parse_oops(text: str, table: Sequence[Rule] = TABLE) -> OopsSignature | None
                         rip=str(Frame(rip, rip_mod)) if rip else None, frames=frames,
                         guilty=guilty.function if guilty else None, guilty_module=guilty.module if guilty else None,
                         earlier_reports=[r.lines[0] for r in reports if r is not crash], crash_kind=rule.kind,
-                        is_panic=any(r.panicked for r in reports[first:last + 1]))
+                        is_panic=any(r.panicked for r in reports[first:last + 1]),
+                        route=_route(specific))
     _fill_details(sig, crash.lines, [x for r in reports[first:last + 1] for x in r.lines])
     return sig
 

@@ -3,9 +3,14 @@
 Three parts, each in its own work folders under one output folder (kept: the evidence of every figure):
 
 - *find*: on the positive control, from an empty corpus and no seed programs, one fuzz run per seed until
-  the first finding of the target bug (the seed case's dma_pool use-after-free) or a time limit; per seed the
-  programs and minutes until it (the finding's end, before its minimisation), and for every bug found its
-  minimised reproducer: active operations, whether it holds a teardown and a PTYS reader, reproducibility.
+  the target bug (the seed case's dma_pool use-after-free) is found through a reader's PTYS query, or a time
+  limit. The positive control's freed pool is reached several ways: a reader's command (the seed case's
+  speed read; an ``ethtool -S``), and the driver's own stats work, which a forced reboot queues with no
+  reader at all. So per seed: the programs and minutes until the first finding of the bug (any way in), and
+  until the first through PTYS (the finding's end, before its minimisation); the finding minimised is the
+  PTYS one (else the first), through the same driver entry; and for every bug found its minimised
+  reproducer: active operations, whether it holds a teardown and a PTYS reader, reproducibility.
+  ``ptys=False`` stops at the first finding instead.
 - *stock*: a run of the stock driver for a set time; its infrastructure share and every finding with its
   triage verdict.
 - *race*: a plain race campaign on the same machine in the same run, so that programs per hour and race
@@ -25,10 +30,12 @@ from .manager import FuzzConfig, Fuzzer
 from .ops import PTYS_READERS, teardown_paths
 from .program import parse
 from .report import write_reports
-from .store import Bug
+from .store import Bug, Execution, Finding
 
 Progress = Callable[[str], None]
 TARGET_TITLE = "dma_pool_alloc"  # the seed case: the reader's command allocation on the freed pool
+# port.c: mlx5_query_port_ptys, the register read of a speed query (en_ethtool.c: mlx5e_get_link_ksettings)
+PTYS_FRAME = "mlx5_query_port_ptys"
 TARGET_MINUTES = 30.0
 TARGET_OPS = 3
 TARGET_RATE = 0.8
@@ -38,6 +45,11 @@ TARGET_INFRA = 0.05
 def is_target(title: str) -> bool:
     """A dma_pool use-after-free: a fault or KASAN report whose title names dma_pool_alloc."""
     return TARGET_TITLE in title
+
+
+def through_ptys(finding: Finding) -> bool:
+    """The crashing task was in a PTYS query (a reader's speed read, as in the seed case)."""
+    return PTYS_FRAME in finding.route
 
 
 @dataclass
@@ -88,6 +100,10 @@ class SeedFigure:
     wall_s: float = 0.0
     found_after: int | None = None  # programs until the first target finding, that one included
     found_minutes: float | None = None
+    found_entry: str | None = None  # where that finding's task entered the driver
+    ptys_after: int | None = None  # ... until the first target finding through a PTYS query
+    ptys_minutes: float | None = None
+    minimized_entry: str | None = None  # the entry the reproducer was made to keep
     bugs: list[BugFigure] = field(default_factory=list)
 
     @property
@@ -98,9 +114,11 @@ class SeedFigure:
         if self.found_after is None:
             return (f"  seed {self.seed}: no dma_pool use-after-free in {self.programs_run} programs "
                     f"({self.wall_s / 60:.1f} min, {self.infra} infra) in {self.workdir}")
+        ptys = (f"through PTYS after {self.ptys_after} programs, {self.ptys_minutes:.1f} min"
+                if self.ptys_after is not None and self.ptys_minutes is not None else "not through PTYS")
         return (f"  seed {self.seed}: dma_pool use-after-free after {self.found_after} programs, "
-                f"{self.found_minutes:.1f} min ({self.programs_run} programs in all, {self.infra} infra) "
-                f"in {self.workdir}")
+                f"{self.found_minutes:.1f} min (entry {self.found_entry or '-'}), {ptys} "
+                f"({self.programs_run} programs in all, {self.infra} infra) in {self.workdir}")
 
 
 @dataclass
@@ -129,9 +147,9 @@ class StockFigure:
 
 def find_seed(workdir: Path, seed: int, *, limit_s: float, variant: str, kernel: str | None, progress: Progress,
               minimize_tries: int, repro_runs: int, card: dict[str, Any] | None = None, boot: str = "classic",
-              jobs: int = 1) -> SeedFigure:
-    """Fuzz ``variant`` from an empty corpus with ``seed`` until the first target finding (minimised) or
-    ``limit_s``; the figure of that run."""
+              jobs: int = 1, ptys: bool = True) -> SeedFigure:
+    """Fuzz ``variant`` from an empty corpus with ``seed`` until a target finding through PTYS (``ptys``) or
+    the first target finding, or ``limit_s``; that finding minimised; the figure of the run."""
     if workdir.exists() and any(workdir.iterdir()):
         raise FileExistsError(f"{workdir} is not empty: the benchmark starts each seed from an empty corpus")
     # Other bugs found on the way are kept but not minimised (that would spend the seed's time on them);
@@ -140,23 +158,40 @@ def find_seed(workdir: Path, seed: int, *, limit_s: float, variant: str, kernel:
                      minimize_tries=0, repro_runs=repro_runs, card=card, boot=boot, jobs=jobs)
     fuzzer = Fuzzer(cfg, lambda m: progress(f"seed {seed}: {m}"))
     t0 = time.monotonic()
+    fig = SeedFigure(seed, workdir)
+    chosen: tuple[Finding, Path] | None = None  # the finding to minimise and its program's file
 
-    def target_bug() -> Bug | None:  # the store titles a finding (the run's own result may not)
-        return next((b for b in fuzzer.store.bugs() if is_target(b.title)), None)
+    def found(e: Execution) -> bool:
+        """Note the target findings among the executions; True once the one to minimise is in."""
+        nonlocal chosen
+        if not e.outcome.is_finding:
+            return False
+        f = Finding.from_run(fuzzer.dir.run_path(e.run), "")
+        bug = fuzzer.store.get(f.signature) if f is not None else None
+        if f is None or bug is None or not is_target(bug.title):  # the store titles a finding
+            return False
+        minutes = (e.ended - fuzzer.start) / 60
+        if fig.found_after is None:
+            fig.found_after, fig.found_minutes, fig.found_entry = e.index + 1, minutes, f.entry
+            chosen = f, bug.dir.program(e.program)
+        if through_ptys(f):
+            fig.ptys_after, fig.ptys_minutes, chosen = e.index + 1, minutes, (f, bug.dir.program(e.program))
+            progress(f"seed {seed}: dma_pool use-after-free through PTYS (entry {f.entry})")
+            return True
+        if ptys and fig.ptys_after is None and fig.found_after == e.index + 1:
+            progress(f"seed {seed}: dma_pool use-after-free entering at {f.entry or '-'}, not through PTYS; "
+                     "going on until one is")
+        return not ptys
 
-    fuzzer.loop(until=lambda e: e.outcome.is_finding and target_bug() is not None)
-    fig = SeedFigure(seed, workdir, programs_run=fuzzer.done, infra=fuzzer.infra, wall_s=time.monotonic() - t0)
-    bug = target_bug()
-    if bug is not None:
-        first = next(e for e in fuzzer.journal.load() if e.run == bug.runs[0])
-        fig.found_after = first.index + 1
-        fig.found_minutes = (first.ended - fuzzer.start) / 60
-        if minimize_tries > 0:
-            fuzzer.cfg.minimize_tries = minimize_tries
-            program = parse(bug.dir.program(bug.programs[0]).read_text())
-            fuzzer.minimize_bug(bug.signature, program)
-            fuzzer.finish_triage()
-            write_reports(fuzzer.dir, night_start=fuzzer.start)  # now with the reproducer
+    fuzzer.loop(until=found)
+    fig.programs_run, fig.infra, fig.wall_s = fuzzer.done, fuzzer.infra, time.monotonic() - t0
+    if chosen is not None and minimize_tries > 0:
+        finding, program_file = chosen
+        fuzzer.cfg.minimize_tries = minimize_tries
+        fig.minimized_entry = finding.entry
+        fuzzer.minimize_bug(finding.signature, parse(program_file.read_text()), finding.entry)
+        fuzzer.finish_triage()
+        write_reports(fuzzer.dir, night_start=fuzzer.start)  # now with the reproducer
     fig.bugs = [BugFigure.of(b) for b in fuzzer.store.bugs()]
     return fig
 
@@ -196,13 +231,19 @@ def find_lines(figs: list[SeedFigure], limit_s: float) -> list[str]:
         else:
             verdict = "met" if 2 * len(found) > len(figs) and med <= TARGET_MINUTES else "MISSED"
         lines.append(f"  target: found within {TARGET_MINUTES:.0f} min: {verdict}")
+    through = [f for f in figs if f.ptys_after is not None]
+    ptys_minutes = [limit_s / 60 if f.ptys_minutes is None else f.ptys_minutes for f in figs]
+    lines.append(f"  through a reader's PTYS query (the seed case's way in): found by {len(through)}/{len(figs)}"
+                 + (f", median minutes {statistics.median(ptys_minutes):.1f} (not found: counted at the limit)"
+                    if through else ""))
     for f in figs:
         t = f.target
         if t is None or t.repro_ops is None:
             continue
         ok = (t.repro_ops <= TARGET_OPS and t.teardown and t.ptys_reader and (t.rate or 0) >= TARGET_RATE)
-        lines.append(f"  seed {f.seed} reproducer: {t.repro_ops} ops, rate {t.rate:.2f}: target (<= {TARGET_OPS} ops, "
-                     f"teardown and PTYS reader, rate >= {TARGET_RATE}) {'met' if ok else 'MISSED'}")
+        lines.append(f"  seed {f.seed} reproducer (entry {f.minimized_entry or '-'}): {t.repro_ops} ops, rate "
+                     f"{t.rate:.2f}: target (<= {TARGET_OPS} ops, teardown and PTYS reader, rate >= {TARGET_RATE}) "
+                     f"{'met' if ok else 'MISSED'}")
     return lines
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import charts
 from .coverage import op_label
-from .report import iso, plural
+from .report import entries_line, iso, plural
 
 if TYPE_CHECKING:
     from .report import ReportData
@@ -89,6 +89,7 @@ def _bug_section(data: ReportData, bug: Bug) -> str:
             f"<tr><th>kind</th><td>{escape(bug.kind)}</td></tr>"
             f"<tr><th>seen</th><td>{plural(bug.count, 'time')} by {plural(len(bug.programs), 'program')}</td></tr>"
             f"<tr><th>first / last seen</th><td>{iso(bug.first_seen)} / {iso(bug.last_seen)}</td></tr>"
+            f"<tr><th>entered the driver at</th><td>{escape(entries_line(bug))}</td></tr>"
             f"<tr><th>reproducer</th><td>{escape(repro)}</td></tr>"
             f"<tr><th>evidence</th><td><code>{escape(data.dir.relative(bug.folder))}/</code></td></tr></table>"
             f"{verdict}{prog}<h4>Device commands around the crash</h4>{_traces(data, bug)}</section>")

@@ -203,10 +203,17 @@ class Fuzzer:
         self.progress(f"new bug: {bug.title} [{bug.signature}]"
                       + ("; minimising its program" if self.cfg.minimize_tries > 0 else ""))
         if self.cfg.minimize_tries > 0:
-            self.minimize_bug(bug.signature, program)
+            self.minimize_bug(bug.signature, program, finding.entry)
 
-    def minimize_bug(self, signature: str, program: Program) -> None:
-        """Minimise ``program``, which hit bug ``signature``, and keep the reproducer in its crash folder."""
+    def minimize_bug(self, signature: str, program: Program, entry: str | None = None) -> None:
+        """Minimise ``program``, which hit bug ``signature`` entering the driver at ``entry``, and keep the
+        reproducer in its crash folder.
+
+        A candidate reproduces when it crashes with the same signature and, when the finding had an entry,
+        through the same one. syzkaller's repro asks only for the same title; here one freed object is often
+        reached from several entries (a reader's ethtool call, the driver's own stats work), and without the
+        entry a cut could trade the reader that was found for another way in and still count.
+        """
         tries = 0
 
         def reproduces(candidate: Program) -> bool:
@@ -214,12 +221,13 @@ class Fuzzer:
             tries += 1
             run, result = self.run(candidate, self.index * 1000 + tries, self.cfg.seed)  # repro runs apart
             f = Finding.from_run(run, candidate.text())
-            return f is not None and f.signature == signature
+            return f is not None and f.signature == signature and (entry is None or f.entry == entry)
 
         res = minimize(program, reproduces, max_tries=self.cfg.minimize_tries, measure_runs=self.cfg.repro_runs)
         if res.reproduced:
             self.store.set_repro(signature, res.program.text(), res.rate, res.ci, res.runs)
-            self.progress(f"reproducer of {signature}: {len(res.program.active_ops())} ops, rate {res.rate:.2f} "
+            self.progress(f"reproducer of {signature}{f' (entry {entry})' if entry else ''}: "
+                          f"{len(res.program.active_ops())} ops, rate {res.rate:.2f} "
                           f"(95% CI {res.ci[0]:.2f}-{res.ci[1]:.2f}) after {res.tries} runs")
         else:
             self.progress(f"{signature}: {res.message}")

@@ -156,8 +156,9 @@ def _decimate(series: list[tuple[float, int, int]], points: int = SUMMARY_POINTS
 def bug_entry(data: ReportData, bug: Bug) -> dict[str, Any]:
     return {"signature": bug.signature, "title": bug.title, "kind": bug.kind, "count": bug.count,
             "first_seen": bug.first_seen, "last_seen": bug.last_seen, "new": bug.signature in data.new,
-            "programs": len(bug.programs), "repro": bug.repro.to_json() if bug.repro else None,
-            "triage": _triage_entry(data.triage(bug)), "folder": data.dir.relative(bug.folder)}
+            "programs": len(bug.programs), "entries": bug.entries,
+            "repro": bug.repro.to_json() if bug.repro else None, "triage": _triage_entry(data.triage(bug)),
+            "folder": data.dir.relative(bug.folder)}
 
 
 def _triage_entry(t: TriageResult | None) -> dict[str, Any] | None:
@@ -205,11 +206,17 @@ def _repro_line(bug: Bug) -> str:
             f"(confidence interval {r.ci[0]:.0%} to {r.ci[1]:.0%})")
 
 
+def entries_line(bug: Bug) -> str:
+    """Where its crashing tasks entered the driver, by count: ``mlx5e_update_stats_work (3), ...``."""
+    return ", ".join(f"{e} ({n})" for e, n in bug.entries.items()) or "-"
+
+
 def _bug_markdown(data: ReportData, bug: Bug) -> list[str]:
     lines = [f"### {bug.title}", "",
              f"- signature `{bug.signature}`, kind {bug.kind}",
              f"- seen {plural(bug.count, 'time')} by {plural(len(bug.programs), 'program')}; "
              f"first {iso(bug.first_seen)}, last {iso(bug.last_seen)}",
+             f"- entered the driver at: {entries_line(bug)}",
              f"- {_repro_line(bug)}"]
     triage = data.triage(bug)
     if triage is None:

@@ -81,6 +81,12 @@ class Finding:
     program: str  # the program's text
     run: Path | None  # the run folder: console.log, oops.txt, vmcore.kdump (RunDir names)
     time: float  # wall clock of the finding
+    route: tuple[str, ...] = ()  # the crashing task's driver frames, innermost first (OopsSignature.route)
+
+    @property
+    def entry(self) -> str | None:
+        """Where the crashing task entered the driver (the outermost frame of :attr:`route`)."""
+        return self.route[-1] if self.route else None
 
     @property
     def program_hash(self) -> str:
@@ -96,7 +102,8 @@ class Finding:
         report = crash_report(read_text(rd.oops)) or crash_report(read_text(rd.console))
         when = time.time() if when is None else when
         if report is not None:
-            return cls(report.signature, report.title, report.kind_text, program, rd.path, when)
+            return cls(report.signature, report.title, report.kind_text, program, rd.path, when,
+                       tuple(report.detail.route))
         if not result:
             return None
         r = IterationResult.from_json(result)
@@ -139,6 +146,9 @@ class Bug:
     runs: list[str] = field(default_factory=list)  # run folder of each finding (FuzzDir.relative), first first
     logs: list[int] = field(default_factory=list)  # ordinals N of the kept log-N.console / oops-N.txt
     vmcore_run: str | None = None  # the run whose vmcore is kept as vmcore.kdump
+    # findings by driver entry (Finding.entry), in the order first seen: the first is the one its reproducer
+    # keeps; several entries are several ways into the same fault
+    entries: dict[str, int] = field(default_factory=dict)
     repro: Repro | None = None
     triage: dict[str, Any] | None = None  # the triage of its first finding (CrashStore.set_triage)
     new: bool = False  # first seen in the night that last recorded it (reports use CrashStore.new_since)
@@ -289,6 +299,8 @@ class CrashStore:
                 bug.programs.append(phash)
             if run is not None:
                 bug.runs.append(run)
+            if finding.entry is not None:
+                bug.entries[finding.entry] = bug.entries.get(finding.entry, 0) + 1
             bug.logs = logs
             bug.vmcore_run = vmcore_run
             bug.new = self.night_start is not None and bug.first_seen >= self.night_start
