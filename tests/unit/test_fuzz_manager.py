@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from mlx5lab.campaign.outcome import IterationResult, Outcome
+from mlx5lab.crash import crash_report
 from mlx5lab.fuzz import manager
 from mlx5lab.fuzz.compile import compile_program, device_path_action, guest_path_shell
 from mlx5lab.fuzz.ops import full_args, vocabulary
@@ -34,12 +35,25 @@ CRASH_STATS = _GPF.format(comm="kworker/u4:3",
                           "[   9.1]  mlx5e_update_stats_work+0x35/0x50 [mlx5_core]\n"
                           "[   9.1]  process_one_work+0x1c7/0x380\n")
 PTYS_ENTRY, STATS_ENTRY = "mlx5e_ethtool_get_link_ksettings", "mlx5e_update_stats_work"
+# a devlink port dump blocked on the lock a dead firmware's recovery holds (hung_task_panic=0: no panic)
+HUNG = "".join(f"[  31.2] {line}\n" for line in (
+    "INFO: task devlink:210 blocked for more than 10 seconds.",
+    "      Tainted: G           OE      6.1.0-57-amd64 #1 Debian 6.1.192-3",
+    '"echo 0 > /proc/sys/kernel/hung_task_timeout_secs" disables this message.',
+    "task:devlink         state:D stack:0     pid:210   ppid:1      flags:0x00004002", "Call Trace:", " <TASK>",
+    " __schedule+0x34d/0x9e0", " schedule+0x5a/0xd0", " __mutex_lock.constprop.0+0x399/0x700",
+    " devlink_nl_cmd_port_get_dumpit+0x3f/0x130", " netlink_dump+0x17a/0x340", " genl_rcv+0x24/0x40",
+    " </TASK>"))
+HANG_S, STOPPED_S = 80.0, 20.0  # a hang's try: to the program's timeout, or to its report (stop_at)
 
 
-def simulated_run(self: manager.Fuzzer, program, index: int, plan_seed: int):  # noqa: ANN001
+def simulated_run(self: manager.Fuzzer, program, index: int, plan_seed: int, stop_at: str = ""):  # noqa: ANN001
     """Crashes (GPF in dma_pool_alloc) iff the program reads speed or statistics in the background before a
     reboot: through the stats work when a statistics reader is there, else through the speed read's PTYS query;
-    every program leaves a small device trace, different per path, for coverage."""
+    hangs (a hung devlink port dump, :data:`HUNG`) iff a ``device fw_dead`` comes before a devlink port read,
+    for :data:`HANG_S`, or :data:`STOPPED_S` when ``stop_at`` is the hang's signature. Every program leaves a
+    small device trace, different per path, for coverage; every call's (stop_at, outcome, duration) is kept
+    in ``self.calls``."""
     run = self.dir.run(index, program.hash())
     run.path.mkdir(parents=True, exist_ok=True)
     ops = program.ops
@@ -47,13 +61,20 @@ def simulated_run(self: manager.Fuzzer, program, index: int, plan_seed: int):  #
     def first_bg(name: str) -> int | None:
         return next((i for i, o in enumerate(ops) if o.kind == "read" and o.name == name and o.background), None)
 
-    reboot = next((i for i, o in enumerate(ops) if o.kind == "path" and o.name == "reboot"), None)
+    def first(kind: str, name: str) -> int | None:
+        return next((i for i, o in enumerate(ops) if o.kind == kind and o.name == name), None)
+
+    reboot = first("path", "reboot")
     stats, speed = first_bg("statistics"), first_bg("speed")
-    text = None
+    dead, port = first("device", "fw_dead"), first("read", "devlink-port")
+    text, outcome, duration = None, Outcome.PANIC, 1.0
     if reboot is not None and stats is not None and stats < reboot:
         text = CRASH_STATS
     elif reboot is not None and speed is not None and speed < reboot:
         text = CRASH
+    elif dead is not None and port is not None and dead < port:
+        text, outcome = HUNG, Outcome.HANG
+        duration = STOPPED_S if stop_at and stop_at == manager_signature(HUNG) else HANG_S
     crashed = text is not None
     run.console.write_text(text or "[   1.0] clean\n")
     run.card.path.mkdir(exist_ok=True)
@@ -61,11 +82,18 @@ def simulated_run(self: manager.Fuzzer, program, index: int, plan_seed: int):  #
                 "opcode": 0x805, "op_mod": 1, "status": 0, "status_name": "OK", "reg": o.name}
                for o in ops if o.kind in ("read", "path")]
     run.card.trace(0).write_text("".join(json.dumps(r) + "\n" for r in records))
-    result = IterationResult(index, Outcome.PANIC if crashed else Outcome.CLEAN, duration_s=1.0)
+    result = IterationResult(index, outcome if crashed else Outcome.CLEAN, duration_s=duration)
     if text is not None:
         (run.path / RunDir.OOPS).write_text(text)
     result.write(run)
+    self.__dict__.setdefault("calls", []).append((stop_at, result.outcome, duration))
     return run, result
+
+
+def manager_signature(console: str) -> str:
+    report = crash_report(console)
+    assert report is not None
+    return report.signature
 
 
 @pytest.fixture
@@ -265,7 +293,6 @@ def test_with_a_corpus_the_generated_share_holds(fuzzer_factory) -> None:  # noq
 
 
 def test_minimising_keeps_the_driver_entry_the_finding_came_through(fuzzer_factory) -> None:  # noqa: ANN001
-    from mlx5lab.crash import crash_report
     from mlx5lab.fuzz.store import Finding
 
     stats, ptys = crash_report(CRASH_STATS), crash_report(CRASH)
@@ -283,3 +310,21 @@ def test_minimising_keeps_the_driver_entry_the_finding_came_through(fuzzer_facto
         names = {o.name for o in minimal.active_ops()}
         # without the entry, dropping the statistics reader still crashes (through the speed read) and is kept
         assert kept in names and dropped not in names, (entry, minimal.text())
+
+
+def test_a_hangs_tries_end_at_its_report_and_a_panics_do_not_ask(fuzzer_factory) -> None:  # noqa: ANN001
+    hang_seed = "device fw_dead &\nread devlink-port fn=1 duration=5\nread carrier\nsleep 1\nwait\n"
+    f = fuzzer_factory(programs=2, seed=2, seed_programs=(hang_seed, SEED), minimize_tries=30, repro_runs=3)
+    assert f.loop() == 1
+    hung = f.store.get(manager_signature(HUNG))
+    assert hung is not None and hung.repro is not None and hung.repro.rate == 1.0
+    assert {(o.kind, o.name) for o in parse(hung.dir.repro.read_text()).active_ops()} == {
+        ("device", "fw_dead"), ("read", "devlink-port")}
+    first, *tries = f.calls
+    assert first == ("", Outcome.HANG, HANG_S)  # the night's own program runs to its timeout
+    hang_tries = [c for c in tries if c[1] is Outcome.HANG]
+    # every try of the hang's minimisation, its rate's runs too, ends at the hang's report ...
+    assert hang_tries and all(c == (hung.signature, Outcome.HANG, STOPPED_S) for c in hang_tries)
+    # ... while the panic's program and tries ask for nothing: a panic ends its run by itself
+    panics = [c for c in tries if c[1] is Outcome.PANIC]
+    assert len(panics) > 1 and all(c[0] == "" for c in panics)

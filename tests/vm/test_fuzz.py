@@ -123,3 +123,28 @@ def test_firmware_killed_with_no_driver_bound_is_not_a_wedged_driver(image: Gues
     (r,) = replay(prog, tmp_path / "runs", 1, variant="stock", kernel=image.kernel_release, progress=lambda _m: None)
     assert r.outcome.value == "clean", r
     assert "stays down by design" in r.detail and "syndrome 0x80" in r.detail
+
+
+def test_a_hangs_try_ends_at_its_report_with_the_same_verdict(image: GuestImage, tmp_path: Path) -> None:
+    """An unbind whose TEARDOWN_HCA the device never completes waits out the command timeout (60 s here)
+    in cmd.c: wait_func, uninterruptibly: a hung task (a reader would give up on its read, and the program
+    would end). Run to the program's timeout, that is a hang; run again with ``stop_at`` its signature (as
+    a reproducer's try is), the run ends at the report, sooner, with the same outcome and signature."""
+    from mlx5lab.campaign.scenario import IterationPlan
+    from mlx5lab.rundir import RunDir
+    from mlx5lab.scenarios.fuzz_program import FuzzParams, FuzzProgram
+
+    prog = parse("device fault fn=1 opcode=TEARDOWN_HCA drop=true count=1\npath unbind fn=1\nwait\n")
+    results = []
+    for i, (slack, stop_at) in enumerate(((30.0, ""), (60.0, None))):
+        run = RunDir(tmp_path / f"run-{i}")
+        run.path.mkdir()
+        params = FuzzParams(program=prog.text(), card={"cmd_timeout_ms": 60000}, slack_s=slack,
+                            stop_at=results[0].signature if stop_at is None else stop_at)
+        results.append(FuzzProgram(params).run_iteration(image, IterationPlan(i + 1, 0, 0.0, "snapshot"), run))
+    full, stopped = results
+    assert full.outcome.value == "hang" and full.title.startswith("hung task"), full
+    assert "did not end within" in full.detail
+    assert stopped.outcome.value == "hang" and stopped.signature == full.signature, stopped
+    assert "the console holds the report being reproduced" in stopped.detail, stopped
+    assert stopped.timings["program_s"] < full.timings["program_s"], (stopped.timings, full.timings)

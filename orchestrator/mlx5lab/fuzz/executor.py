@@ -4,7 +4,9 @@ ones, timed against the executor's console markers.
 The compiled program goes to the guest in one SSH command and starts in another; from then on the host
 only reads the serial console (the executor's markers reach it through the kernel log, even from a guest
 that dies) and QMP events, and sends the control requests of each ``MLX5LAB-DEV IDX`` marker as it
-appears. The run ends with the executor's end marker, a guest panic, reset or shutdown, or a timeout.
+appears. The run ends with the executor's end marker, a guest panic, reset or shutdown, a timeout, or
+the caller's ``stop`` check: a reproducer's try of a hang ends once the console holds the hang's report,
+instead of at the timeout.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +32,8 @@ _OP = re.compile(r"\[\s*(\d+\.\d+)\] MLX5LAB-OP (\d+) (start|end)(?: rc=(-?\d+))
 END_MARKER = "MLX5LAB-EXEC end"
 START_MARKER = "MLX5LAB-EXEC start"
 VERDICT_EVENTS = {"GUEST_PANICKED", "RESET", "SHUTDOWN"}
+STOP_CHECK_S = 0.5  # how often the stop check reads the run's console (it parses crash reports)
+StopCheck = Callable[[str], str]  # the run's console so far -> why to end the run now, or ""
 
 
 @dataclass
@@ -48,6 +53,7 @@ class ExecReport:
     event: QmpEvent | None = None  # GUEST_PANICKED / RESET / SHUTDOWN, if one ended the run
     infra: str = ""  # QEMU or the device server died, or the program could not start
     timed_out: bool = False
+    stopped: str = ""  # why the caller's stop check ended the run before the program did
     duration_s: float = 0.0
     records: list[dict[str, Any]] = field(default_factory=list)  # one per op: op, mode, start, end, rc
     device: list[DeviceAction] = field(default_factory=list)
@@ -56,7 +62,8 @@ class ExecReport:
 
     def to_json(self) -> dict[str, Any]:
         return {"ended": self.ended, "event": self.event.name if self.event else None, "infra": self.infra,
-                "timed_out": self.timed_out, "duration_s": round(self.duration_s, 3), "records": self.records,
+                "timed_out": self.timed_out, "stopped": self.stopped,
+                "duration_s": round(self.duration_s, 3), "records": self.records,
                 "device": [vars(d) for d in self.device], "note": self.note}
 
 
@@ -124,8 +131,9 @@ def _read_guest_record(m: Machine, attempts: int = 3) -> tuple[str, str]:
     return "", why
 
 
-def execute(m: Machine, program: Program, *, timeout_s: float) -> ExecReport:
-    """Run ``program`` on ``m`` (booted, SSH up) until it ends, the guest stops, or ``timeout_s`` passes."""
+def execute(m: Machine, program: Program, *, timeout_s: float, stop: StopCheck | None = None) -> ExecReport:
+    """Run ``program`` on ``m`` (booted, SSH up) until it ends, the guest stops, ``timeout_s`` passes, or
+    ``stop`` (given the run's console, every :data:`STOP_CHECK_S`) says why to end it."""
     compiled = compile_program(program)
     report = ExecReport(console_offset=len(m.console_text()))
     res = m.run(f"cat > {PROGRAM_PATH} <<'MLX5LAB_PROGRAM_EOF'\n{compiled.script}MLX5LAB_PROGRAM_EOF\n")
@@ -136,6 +144,7 @@ def execute(m: Machine, program: Program, *, timeout_s: float) -> ExecReport:
     since = m.event_index()
     host = _Host(m, compiled)
     t0 = time.monotonic()
+    checked = t0
     m.start_command(f"mlx5lab-exec {PROGRAM_PATH} >/tmp/mlx5lab-exec.out 2>&1")
     try:
         while True:
@@ -152,7 +161,13 @@ def execute(m: Machine, program: Program, *, timeout_s: float) -> ExecReport:
             if isinstance(ev, str):
                 report.infra = ev
                 break
-            if time.monotonic() - t0 > timeout_s:
+            now = time.monotonic()
+            if stop is not None and now - checked >= STOP_CHECK_S:
+                checked = now
+                report.stopped = stop(text)
+                if report.stopped:
+                    break
+            if now - t0 > timeout_s:
                 report.timed_out = True
                 break
     finally:

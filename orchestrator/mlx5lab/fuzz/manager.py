@@ -130,14 +130,16 @@ class Fuzzer:
             return generate(rng), "generate"
         return mutate(rng.choice(corpus), rng, corpus), "mutate"
 
-    def run(self, program: Program, index: int, plan_seed: int) -> tuple[RunDir, IterationResult]:
+    def run(self, program: Program, index: int, plan_seed: int, stop_at: str = "") -> tuple[RunDir, IterationResult]:
         """Execute ``program`` as execution ``index`` into its run folder, here or on the cluster; a
-        program the cluster lost on every worker it tried is an infrastructure result, not a kernel one."""
+        program the cluster lost on every worker it tried is an infrastructure result, not a kernel one.
+        ``stop_at``: a hang's signature, whose report on the console ends the run (``FuzzParams.stop_at``)."""
         run = self.dir.run(index, program.hash())
         if run.path.exists():  # cut off by a kill: keep what it left, run it again from nothing
             set_aside(run.path)
         run.path.mkdir(parents=True)
-        params = FuzzParams(program=program.text(), **({"card": self.cfg.card} if self.cfg.card else {}))
+        params = FuzzParams(program=program.text(), stop_at=stop_at,
+                            **({"card": self.cfg.card} if self.cfg.card else {}))
         plan = IterationPlan(index, plan_seed, 0.0, self.cfg.boot)
         if self.cluster is None:
             return run, FuzzProgram(params).run_iteration(self.image, plan, run)
@@ -203,9 +205,10 @@ class Fuzzer:
         self.progress(f"new bug: {bug.title} [{bug.signature}]"
                       + ("; minimising its program" if self.cfg.minimize_tries > 0 else ""))
         if self.cfg.minimize_tries > 0:
-            self.minimize_bug(bug.signature, program, finding.entry)
+            self.minimize_bug(bug.signature, program, finding.entry, hang=result.outcome is Outcome.HANG)
 
-    def minimize_bug(self, signature: str, program: Program, entry: str | None = None) -> None:
+    def minimize_bug(self, signature: str, program: Program, entry: str | None = None, *,
+                     hang: bool = False) -> None:
         """Minimise ``program``, which hit bug ``signature`` entering the driver at ``entry``, and keep the
         reproducer in its crash folder.
 
@@ -213,13 +216,18 @@ class Fuzzer:
         through the same one. syzkaller's repro asks only for the same title; here one freed object is often
         reached from several entries (a reader's ethtool call, the driver's own stats work), and without the
         entry a cut could trade the reader that was found for another way in and still count.
+
+        A ``hang``'s tries end as soon as the console holds its report (``FuzzParams.stop_at``), not at the
+        program's timeout: the hung-task report comes some 20 s into a try that would otherwise wait a
+        minute more for the same verdict.
         """
         tries = 0
 
         def reproduces(candidate: Program) -> bool:
             nonlocal tries
             tries += 1
-            run, result = self.run(candidate, self.index * 1000 + tries, self.cfg.seed)  # repro runs apart
+            run, result = self.run(candidate, self.index * 1000 + tries, self.cfg.seed,  # repro runs apart
+                                   stop_at=signature if hang else "")
             f = Finding.from_run(run, candidate.text())
             return f is not None and f.signature == signature and (entry is None or f.entry == entry)
 

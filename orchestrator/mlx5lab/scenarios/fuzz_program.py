@@ -5,7 +5,9 @@ The guest boots with options that make memory errors and stalls visible on a dis
 
 - ``panic``: QMP GUEST_PANICKED (an oops is a panic: ``oops=panic``), with the vmcore;
 - ``hang``: the program did not end within its time and the guest neither panicked nor reset: an NMI is
-  injected (``unknown_nmi_panic``) and the vmcore kept;
+  injected (``unknown_nmi_panic``) and the vmcore kept; with ``stop_at`` (a reproducer's try of a hang),
+  the same as soon as the console holds a crash report with that signature, since the rest of the wait
+  could only end in the same verdict;
 - ``report``: the kernel printed a crash report without panicking (WARNING, hung task, soft lockup, BUG),
   or a function never came back after the program (driver wedged: no netdev, or its speed unreadable);
 - ``clean``: none of that (a program that rebooted or powered off the guest ends clean when the guest did);
@@ -29,7 +31,7 @@ from ..campaign.evidence import device_status, keep_crash
 from ..campaign.outcome import IterationResult, Outcome
 from ..campaign.scenario import IterationPlan, register_scenario
 from ..crash import crash_report
-from ..fuzz.executor import ExecReport, execute
+from ..fuzz.executor import ExecReport, StopCheck, execute
 from ..fuzz.program import Program, parse
 from ..rundir import RunDir, atomic_write, atomic_write_json
 from ..vm.machine import Machine
@@ -51,6 +53,20 @@ class FuzzParams:
     card: dict[str, Any] = field(default_factory=lambda: {"cmd_timeout_ms": 5000})
     speeds: list[int] = field(default_factory=lambda: [100000, 25000])
     slack_s: float = 60.0  # time allowed beyond the program's own sleeps and durations before a hang
+    stop_at: str = ""  # a crash signature: the run is a hang once the console holds its report (module doc)
+
+
+def report_with_signature(signature: str) -> StopCheck:
+    """A stop check: the console's last crash report has ``signature`` (as :func:`crash_report` reads a
+    console, so as the run's verdict would title it)."""
+
+    def check(console: str) -> str:
+        crash = crash_report(console)
+        if crash is None or crash.signature != signature:
+            return ""
+        return f"the console holds the report being reproduced ({crash.title})"
+
+    return check
 
 
 def wedged(m: Machine, speeds: list[int]) -> str:
@@ -212,7 +228,8 @@ class FuzzProgram:
         assert m.qmp is not None
         m.run(FUZZ_SETUP)
         timeout = self.program.seconds() + self.params.slack_s
-        report = execute(m, self.program, timeout_s=timeout)
+        stop = report_with_signature(self.params.stop_at) if self.params.stop_at else None
+        report = execute(m, self.program, timeout_s=timeout, stop=stop)
         atomic_write_json(run.exec_records, report.to_json())
         result.files["exec"] = run.EXEC_RECORDS
         result.timings["program_s"] = round(report.duration_s, 3)
@@ -229,8 +246,10 @@ def decide(m: Machine, run: RunDir, result: IterationResult, report: ExecReport,
         result.outcome = Outcome.PANIC
         keep_crash(m, run, result, "panic (no console report)")
         return
-    if report.timed_out:
-        result.outcome, result.detail = Outcome.HANG, f"the program did not end within {report.duration_s:.0f} s"
+    if report.timed_out or report.stopped:
+        result.outcome = Outcome.HANG
+        result.detail = (f"ended after {report.duration_s:.0f} s: {report.stopped}" if report.stopped
+                         else f"the program did not end within {report.duration_s:.0f} s")
         m.qmp.execute("inject-nmi")
         if not isinstance(m.wait_event({"GUEST_PANICKED"}, 10), QmpEvent):
             m.qmp.execute("stop")
