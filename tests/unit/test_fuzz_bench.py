@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from mlx5lab.campaign.outcome import IterationResult, Outcome
 from mlx5lab.fuzz import bench, manager
+from mlx5lab.rundir import RunDir
 
 from .test_fuzz_manager import PTYS_ENTRY, STATS_ENTRY, simulated_run
 
@@ -51,6 +53,31 @@ def test_find_goes_on_past_another_way_in_until_one_through_ptys(tmp_path: Path)
     t = first.target
     assert t is not None and t.repro_ops is not None and not t.ptys_reader
     assert any("PTYS query" in x and "found by 0/1" in x for x in bench.find_lines([first], 120))
+
+
+def test_find_goes_on_when_the_first_ptys_program_keeps_no_reproducer(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    flaky: list[str] = []  # the first crashing program: it crashes on its first run only
+
+    def run_once_flaky(self: manager.Fuzzer, program, index: int, plan_seed: int, stop_at: str = ""):  # noqa: ANN001, ANN202
+        run, result = simulated_run(self, program, index, plan_seed, stop_at)
+        if result.outcome is Outcome.PANIC and not flaky:
+            flaky.append(program.hash())
+        elif program.hash() in flaky:
+            run.console.write_text("[   1.0] clean\n")
+            (run.path / RunDir.OOPS).unlink(missing_ok=True)
+            result = IterationResult(index, Outcome.CLEAN, duration_s=1.0)
+            result.write(run)
+        return run, result
+
+    monkeypatch.setattr(manager.Fuzzer, "run", run_once_flaky)
+    fig = bench.find_seed(tmp_path / "s1", 2, limit_s=120, variant="vulnerable", kernel=None,
+                          progress=lambda _m: None, minimize_tries=40, repro_runs=5)
+    assert flaky and fig.ptys_after == fig.found_after  # the first finding was through PTYS ...
+    assert fig.programs_run > fig.found_after and fig.repro_attempts == 2  # ... and kept nothing: one more
+    t = fig.target
+    assert t is not None and t.repro_ops is not None and t.repro_ops <= 3 and t.ptys_reader and t.rate == 1.0
+    assert "2 minimisation(s)" in fig.line()
 
 
 def test_find_refuses_a_used_work_folder(tmp_path: Path) -> None:

@@ -101,8 +101,8 @@ def fuzzer_factory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     monkeypatch.setattr(manager.Fuzzer, "_image", lambda self: None)
     monkeypatch.setattr(manager.Fuzzer, "run", simulated_run)
 
-    def make(**kw) -> manager.Fuzzer:  # noqa: ANN003
-        cfg = manager.FuzzConfig(workdir=tmp_path / "fz", **kw)
+    def make(workdir_name: str = "fz", **kw) -> manager.Fuzzer:  # noqa: ANN003
+        cfg = manager.FuzzConfig(workdir=tmp_path / workdir_name, **kw)
         return manager.Fuzzer(cfg, lambda _m: None)
 
     return make
@@ -328,3 +328,42 @@ def test_a_hangs_tries_end_at_its_report_and_a_panics_do_not_ask(fuzzer_factory)
     # ... while the panic's program and tries ask for nothing: a panic ends its run by itself
     panics = [c for c in tries if c[1] is Outcome.PANIC]
     assert len(panics) > 1 and all(c[0] == "" for c in panics)
+
+
+def test_a_bug_without_a_reproducer_is_minimised_again_from_a_later_finding(fuzzer_factory,  # noqa: ANN001
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A program with a duplex reader crashes only on its first run (a rare timing): its minimisation keeps
+    nothing; the next finding of the bug is minimised instead, up to MAX_REPRO_ATTEMPTS minimisations."""
+    from mlx5lab.fuzz.store import MAX_REPRO_ATTEMPTS
+
+    seen: set[str] = set()
+
+    def flaky_run(self: manager.Fuzzer, program, index: int, plan_seed: int, stop_at: str = ""):  # noqa: ANN001, ANN202
+        run, result = simulated_run(self, program, index, plan_seed, stop_at)
+        if any(o.name == "duplex" for o in program.ops) and program.hash() in seen:
+            run.console.write_text("[   1.0] clean\n")
+            (run.path / RunDir.OOPS).unlink(missing_ok=True)
+            result = IterationResult(index, Outcome.CLEAN, duration_s=1.0)
+            result.write(run)
+        seen.add(program.hash())
+        return run, result
+
+    monkeypatch.setattr(manager.Fuzzer, "run", flaky_run)
+    once = [f"read speed &\nread duplex threads={n} &\npath reboot force=true\nwait\n" for n in (1, 2, 3, 4)]
+    steady = "read speed &\npath reboot force=true\nwait\n"
+    f = fuzzer_factory(programs=3, seed=1, seed_programs=(once[0], steady, steady), minimize_tries=20, repro_runs=3)
+    f.loop()
+    (bug,) = f.store.bugs()
+    assert bug.count == 3 and bug.repro_attempts == 2  # the first kept nothing, the second did, the third none
+    assert bug.repro is not None and bug.repro.rate == 1.0
+    assert "duplex" not in bug.dir.repro.read_text()
+
+    seen.clear()
+    g = fuzzer_factory(programs=4, seed=1, seed_programs=tuple(once), minimize_tries=20, repro_runs=3,
+                       workdir_name="capped")
+    g.loop()
+    (bug,) = g.store.bugs()
+    assert bug.count == 4 and bug.repro is None and bug.repro_attempts == MAX_REPRO_ATTEMPTS  # the 4th: none
+    assert json.loads(g.dir.summary.read_text())["bugs"][0]["repro_attempts"] == MAX_REPRO_ATTEMPTS
+    said = "no reproducer: 3 minimisations kept none; no more tries (at most 3)"
+    assert said in g.dir.report_md.read_text() and said in g.dir.report_html.read_text()

@@ -12,6 +12,7 @@ import pytest
 from mlx5lab.campaign.outcome import Outcome
 from mlx5lab.fuzz import store as store_mod
 from mlx5lab.fuzz.store import (
+    MAX_REPRO_ATTEMPTS,
     Corpus,
     CrashStore,
     Execution,
@@ -228,6 +229,29 @@ def test_set_repro(fd: FuzzDir) -> None:
     assert fd.crash("aaaa000011112222").repro.read_text() == repro
     with pytest.raises(KeyError):
         s.set_repro("ffff", repro, 1.0, (1.0, 1.0), 1)
+
+
+def test_minimisations_are_counted_and_a_bug_without_a_reproducer_gets_three(fd: FuzzDir) -> None:
+    s = CrashStore(fd)
+    s.record(finding(make_run(fd, 0), 1.0))
+    sig = "aaaa000011112222"
+    assert s.get(sig).repro_attempts == 0 and s.get(sig).needs_repro
+    for n in range(1, MAX_REPRO_ATTEMPTS + 1):
+        assert s.start_repro(sig).repro_attempts == n
+    again = CrashStore(fd).get(sig)  # persisted in meta.json
+    assert again is not None and again.repro_attempts == MAX_REPRO_ATTEMPTS and not again.needs_repro
+    s.record(finding(make_run(fd, 1), 2.0, sig="bbbb000011112222"))
+    s.start_repro("bbbb000011112222")
+    s.set_repro("bbbb000011112222", "# mlx5lab-program v1\npath unbind fn=1\n", 0.9, (0.6, 0.98), 10)
+    assert not s.get("bbbb000011112222").needs_repro  # kept one: no more
+    with pytest.raises(KeyError):
+        s.start_repro("ffff")
+    # a meta.json written before the count existed loads as never minimised
+    meta = fd.crash(sig).meta
+    data = json.loads(meta.read_text())
+    del data["repro_attempts"]
+    meta.write_text(json.dumps(data))
+    assert CrashStore(fd).get(sig).repro_attempts == 0
 
 
 def test_finding_from_a_run_folder(fd: FuzzDir) -> None:

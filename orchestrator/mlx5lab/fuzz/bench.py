@@ -8,7 +8,9 @@ Three parts, each in its own work folders under one output folder (kept: the evi
   speed read; an ``ethtool -S``), and the driver's own stats work, which a forced reboot queues with no
   reader at all. So per seed: the programs and minutes until the first finding of the bug (any way in), and
   until the first through PTYS (the finding's end, before its minimisation); the finding minimised is the
-  PTYS one (else the first), through the same driver entry; and for every bug found its minimised
+  PTYS one (else the first), through the same driver entry, as soon as it is found; if its program does not
+  reproduce, the run goes on to the next PTYS finding and minimises that, up to the store's
+  ``MAX_REPRO_ATTEMPTS`` in all (as the fuzzer does for any bug); and for every bug found its minimised
   reproducer: active operations, whether it holds a teardown and a PTYS reader, reproducibility.
   ``ptys=False`` stops at the first finding instead.
 - *stock*: a run of the stock driver for a set time; its infrastructure share and every finding with its
@@ -104,6 +106,7 @@ class SeedFigure:
     ptys_after: int | None = None  # ... until the first target finding through a PTYS query
     ptys_minutes: float | None = None
     minimized_entry: str | None = None  # the entry the reproducer was made to keep
+    repro_attempts: int = 0  # minimisations of the target (one per finding tried, MAX_REPRO_ATTEMPTS at most)
     bugs: list[BugFigure] = field(default_factory=list)
 
     @property
@@ -118,7 +121,8 @@ class SeedFigure:
                 if self.ptys_after is not None and self.ptys_minutes is not None else "not through PTYS")
         return (f"  seed {self.seed}: dma_pool use-after-free after {self.found_after} programs, "
                 f"{self.found_minutes:.1f} min (entry {self.found_entry or '-'}), {ptys} "
-                f"({self.programs_run} programs in all, {self.infra} infra) in {self.workdir}")
+                f"({self.programs_run} programs in all, {self.infra} infra, {self.repro_attempts} "
+                f"minimisation(s)) in {self.workdir}")
 
 
 @dataclass
@@ -153,17 +157,29 @@ def find_seed(workdir: Path, seed: int, *, limit_s: float, variant: str, kernel:
     if workdir.exists() and any(workdir.iterdir()):
         raise FileExistsError(f"{workdir} is not empty: the benchmark starts each seed from an empty corpus")
     # Other bugs found on the way are kept but not minimised (that would spend the seed's time on them);
-    # the target is minimised once found, as the fuzzer would.
+    # the target is minimised once found, as the fuzzer would (again from a later finding if it kept none).
     cfg = FuzzConfig(workdir=workdir, seed=seed, duration_s=limit_s, variant=variant, kernel=kernel,
                      minimize_tries=0, repro_runs=repro_runs, card=card, boot=boot, jobs=jobs)
     fuzzer = Fuzzer(cfg, lambda m: progress(f"seed {seed}: {m}"))
     t0 = time.monotonic()
     fig = SeedFigure(seed, workdir)
-    chosen: tuple[Finding, Path] | None = None  # the finding to minimise and its program's file
+    first: tuple[Finding, Path] | None = None  # the first target finding and its program's file
+
+    def minimise(f: Finding, program_file: Path) -> bool:
+        """Minimise a target finding through its entry; True once there is a reproducer or no attempt left."""
+        fuzzer.cfg.minimize_tries = minimize_tries  # the target only: the loop's own findings are not minimised
+        try:
+            fig.minimized_entry, fig.repro_attempts = f.entry, fig.repro_attempts + 1
+            fuzzer.minimize_bug(f.signature, parse(program_file.read_text()), f.entry)
+        finally:
+            fuzzer.cfg.minimize_tries = 0
+        bug = fuzzer.store.get(f.signature)
+        return bug is None or not bug.needs_repro
 
     def found(e: Execution) -> bool:
-        """Note the target findings among the executions; True once the one to minimise is in."""
-        nonlocal chosen
+        """Note the target findings among the executions and minimise the one sought; True once it has a
+        reproducer (or no minimisation is asked, or none is left to try)."""
+        nonlocal first
         if not e.outcome.is_finding:
             return False
         f = Finding.from_run(fuzzer.dir.run_path(e.run), "")
@@ -173,23 +189,28 @@ def find_seed(workdir: Path, seed: int, *, limit_s: float, variant: str, kernel:
         minutes = (e.ended - fuzzer.start) / 60
         if fig.found_after is None:
             fig.found_after, fig.found_minutes, fig.found_entry = e.index + 1, minutes, f.entry
-            chosen = f, bug.dir.program(e.program)
+            first = f, bug.dir.program(e.program)
         if through_ptys(f):
-            fig.ptys_after, fig.ptys_minutes, chosen = e.index + 1, minutes, (f, bug.dir.program(e.program))
+            if fig.ptys_after is None:
+                fig.ptys_after, fig.ptys_minutes = e.index + 1, minutes
             progress(f"seed {seed}: dma_pool use-after-free through PTYS (entry {f.entry})")
+        elif ptys:
+            if fig.found_after == e.index + 1:
+                progress(f"seed {seed}: dma_pool use-after-free entering at {f.entry or '-'}, not through PTYS; "
+                         "going on until one is")
+            return False
+        if minimize_tries <= 0:
             return True
-        if ptys and fig.ptys_after is None and fig.found_after == e.index + 1:
-            progress(f"seed {seed}: dma_pool use-after-free entering at {f.entry or '-'}, not through PTYS; "
-                     "going on until one is")
-        return not ptys
+        if minimise(f, bug.dir.program(e.program)):
+            return True
+        progress(f"seed {seed}: that program kept no reproducer; going on to the next such finding")
+        return False
 
     fuzzer.loop(until=found)
     fig.programs_run, fig.infra, fig.wall_s = fuzzer.done, fuzzer.infra, time.monotonic() - t0
-    if chosen is not None and minimize_tries > 0:
-        finding, program_file = chosen
-        fuzzer.cfg.minimize_tries = minimize_tries
-        fig.minimized_entry = finding.entry
-        fuzzer.minimize_bug(finding.signature, parse(program_file.read_text()), finding.entry)
+    if first is not None and minimize_tries > 0 and fig.repro_attempts == 0:
+        minimise(*first)  # no PTYS finding within the limit: the first finding instead
+    if fig.repro_attempts:
         fuzzer.finish_triage()
         write_reports(fuzzer.dir, night_start=fuzzer.start)  # now with the reproducer
     fig.bugs = [BugFigure.of(b) for b in fuzzer.store.bugs()]

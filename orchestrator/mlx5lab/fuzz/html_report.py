@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import charts
 from .coverage import op_label
-from .report import entries_line, iso, plural
+from .report import entries_line, iso, no_repro_text, plural
 
 if TYPE_CHECKING:
     from .report import ReportData
@@ -71,7 +71,7 @@ def _bug_section(data: ReportData, bug: Bug) -> str:
     badge = ' <span class="badge">new</span>' if new else ""
     r = bug.repro
     repro = (f"crashes {r.rate:.0%} of {r.tries} tries (confidence interval {r.ci[0]:.0%} to {r.ci[1]:.0%})"
-             if r else "no reproducer yet")
+             if r else no_repro_text(bug))
     program = data.reproducer(bug)
     label = "Reproducer"
     if program is None:

@@ -44,7 +44,18 @@ from .minimize import minimize
 from .mutate import mutate
 from .program import Program, parse
 from .report import exit_status, write_reports
-from .store import Corpus, CrashStore, Execution, Finding, Journal, Night, Nights, Stats, StatsSample
+from .store import (
+    MAX_REPRO_ATTEMPTS,
+    Corpus,
+    CrashStore,
+    Execution,
+    Finding,
+    Journal,
+    Night,
+    Nights,
+    Stats,
+    StatsSample,
+)
 from .workdir import FuzzDir
 
 Progress = Callable[[str], None]
@@ -199,16 +210,18 @@ class Fuzzer:
         bug, is_new = self.store.record(finding)
         if bug.triage is None and bug.signature not in self._triaging.values():
             self.submit_triage(run.path, bug.signature)
-        if not is_new:
-            return
-        self.new_bugs.append(bug.signature)
-        self.progress(f"new bug: {bug.title} [{bug.signature}]"
-                      + ("; minimising its program" if self.cfg.minimize_tries > 0 else ""))
-        if self.cfg.minimize_tries > 0:
+        minimise = self.cfg.minimize_tries > 0 and bug.needs_repro
+        if is_new:
+            self.new_bugs.append(bug.signature)
+            self.progress(f"new bug: {bug.title} [{bug.signature}]" + ("; minimising its program" if minimise else ""))
+        elif minimise:
+            self.progress(f"{bug.signature} again, still without a reproducer: minimising this program "
+                          f"(attempt {bug.repro_attempts + 1} of {MAX_REPRO_ATTEMPTS})")
+        if minimise:
             self.minimize_bug(bug.signature, program, finding.entry, hang=result.outcome is Outcome.HANG)
 
     def minimize_bug(self, signature: str, program: Program, entry: str | None = None, *,
-                     hang: bool = False) -> None:
+                     hang: bool = False) -> bool:
         """Minimise ``program``, which hit bug ``signature`` entering the driver at ``entry``, and keep the
         reproducer in its crash folder.
 
@@ -219,8 +232,10 @@ class Fuzzer:
 
         A ``hang``'s tries end as soon as the console holds its report (``FuzzParams.stop_at``), not at the
         program's timeout: the hung-task report comes some 20 s into a try that would otherwise wait a
-        minute more for the same verdict.
+        minute more for the same verdict. Counted in the bug's ``repro_attempts``; True if a reproducer
+        was kept.
         """
+        self.store.start_repro(signature)
         tries = 0
 
         def reproduces(candidate: Program) -> bool:
@@ -237,8 +252,9 @@ class Fuzzer:
             self.progress(f"reproducer of {signature}{f' (entry {entry})' if entry else ''}: "
                           f"{len(res.program.active_ops())} ops, rate {res.rate:.2f} "
                           f"(95% CI {res.ci[0]:.2f}-{res.ci[1]:.2f}) after {res.tries} runs")
-        else:
-            self.progress(f"{signature}: {res.message}")
+            return True
+        self.progress(f"{signature}: {res.message}")
+        return False
 
     # -- triage --------------------------------------------------------------------------------------
     def submit_triage(self, run: Path, signature: str) -> None:

@@ -24,7 +24,7 @@ from ..campaign.outcome import Outcome
 from ..rundir import RunDir, atomic_write, atomic_write_json, read_json
 from ..triage.result import TriageResult
 from .coverage import Coverage
-from .store import Bug, Corpus, CrashStore, Execution, Journal, Nights, Stats
+from .store import MAX_REPRO_ATTEMPTS, Bug, Corpus, CrashStore, Execution, Journal, Nights, Stats
 from .workdir import FuzzDir
 
 #: Above this share of infrastructure failures in a night, junit.xml has an error and the exit status is 3.
@@ -157,7 +157,8 @@ def bug_entry(data: ReportData, bug: Bug) -> dict[str, Any]:
     return {"signature": bug.signature, "title": bug.title, "kind": bug.kind, "count": bug.count,
             "first_seen": bug.first_seen, "last_seen": bug.last_seen, "new": bug.signature in data.new,
             "programs": len(bug.programs), "entries": bug.entries,
-            "repro": bug.repro.to_json() if bug.repro else None, "triage": _triage_entry(data.triage(bug)),
+            "repro": bug.repro.to_json() if bug.repro else None, "repro_attempts": bug.repro_attempts,
+            "triage": _triage_entry(data.triage(bug)),
             "folder": data.dir.relative(bug.folder)}
 
 
@@ -198,10 +199,20 @@ def exit_status(summary: dict[str, Any]) -> int:
 # -- report.md ------------------------------------------------------------------------------------
 
 
+def no_repro_text(bug: Bug) -> str:
+    """Why a bug has no reproducer: not minimised yet, or how many minimisations kept none."""
+    n = bug.repro_attempts
+    if n == 0:
+        return "no reproducer yet"
+    left = ("; the next finding's program is minimised" if bug.needs_repro
+            else f"; no more tries (at most {MAX_REPRO_ATTEMPTS})")
+    return f"no reproducer: {plural(n, 'minimisation')} kept none{left}"
+
+
 def _repro_line(bug: Bug) -> str:
     r = bug.repro
     if r is None:
-        return "no reproducer yet"
+        return no_repro_text(bug)
     return (f"reproducer `{r.program}`: crashes {r.rate:.0%} of {r.tries} tries "
             f"(confidence interval {r.ci[0]:.0%} to {r.ci[1]:.0%})")
 

@@ -57,6 +57,10 @@ TRIAGE_KEYS = ("title", "kind", "signature", "verdict", "verdict_source", "vmcor
 
 #: Version of a crash folder's meta.json.
 BUG_SCHEMA = 1
+# A bug whose minimisation kept no reproducer is minimised again from a later finding's program, up to this
+# many minimisations in all: one finding's program may have crashed by a rare timing. syzkaller's manager
+# does the same (maxReproAttempts = 3 in syz-manager/manager.go).
+MAX_REPRO_ATTEMPTS = 3
 
 Key = tuple[Any, ...]  # a coverage key (:mod:`.coverage`); a list in JSON
 
@@ -150,6 +154,7 @@ class Bug:
     # keeps; several entries are several ways into the same fault
     entries: dict[str, int] = field(default_factory=dict)
     repro: Repro | None = None
+    repro_attempts: int = 0  # minimisations started (CrashStore.start_repro), at most MAX_REPRO_ATTEMPTS
     triage: dict[str, Any] | None = None  # the triage of its first finding (CrashStore.set_triage)
     new: bool = False  # first seen in the night that last recorded it (reports use CrashStore.new_since)
     schema: int = BUG_SCHEMA
@@ -158,6 +163,11 @@ class Bug:
     @property
     def dir(self) -> CrashDir:
         return CrashDir(self.folder)
+
+    @property
+    def needs_repro(self) -> bool:
+        """No reproducer kept yet, and a minimisation left to try (:data:`MAX_REPRO_ATTEMPTS`)."""
+        return self.repro is None and self.repro_attempts < MAX_REPRO_ATTEMPTS
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -307,6 +317,17 @@ class CrashStore:
             atomic_write_json(crash.meta, bug.to_json())  # the commit point
             self._drop_logs(crash, bug.logs)
             return bug, old is None
+
+    def start_repro(self, signature: str) -> Bug:
+        """Count one more minimisation of the bug (before it runs: a kill during it still counts it)."""
+        with self._lock:
+            crash = self.dir.crash(signature)
+            bug = self._load(crash)
+            if bug is None:
+                raise KeyError(f"no bug with signature {signature!r} in {self.dir.crashes_dir}")
+            bug.repro_attempts += 1
+            atomic_write_json(crash.meta, bug.to_json())
+            return bug
 
     def set_repro(self, signature: str, program_text: str, rate: float, ci: tuple[float, float] | list[float],
                   tries: int) -> Bug:
