@@ -59,7 +59,7 @@ TRIAGE_KEYS = ("title", "kind", "signature", "verdict", "verdict_source", "vmcor
 BUG_SCHEMA = 1
 # A bug whose minimisation kept no reproducer is minimised again from a later finding's program, up to this
 # many minimisations in all: one finding's program may have crashed by a rare timing. syzkaller's manager
-# does the same (maxReproAttempts = 3 in syz-manager/manager.go).
+# does the same: at most MaxReproAttempts = 3 reproductions per crash title (its crash store).
 MAX_REPRO_ATTEMPTS = 3
 
 Key = tuple[Any, ...]  # a coverage key (:mod:`.coverage`); a list in JSON
