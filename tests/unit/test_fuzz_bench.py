@@ -59,8 +59,9 @@ def test_find_goes_on_when_the_first_ptys_program_keeps_no_reproducer(tmp_path: 
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     flaky: list[str] = []  # the first crashing program: it crashes on its first run only
 
-    def run_once_flaky(self: manager.Fuzzer, program, index: int, plan_seed: int, stop_at: str = ""):  # noqa: ANN001, ANN202
-        run, result = simulated_run(self, program, index, plan_seed, stop_at)
+    def run_once_flaky(self: manager.Fuzzer, program, index: int, plan_seed: int, stop_at: str = "",  # noqa: ANN001, ANN202
+                       folder: RunDir | None = None):
+        run, result = simulated_run(self, program, index, plan_seed, stop_at, folder)
         if result.outcome is Outcome.PANIC and not flaky:
             flaky.append(program.hash())
         elif program.hash() in flaky:

@@ -47,15 +47,16 @@ HUNG = "".join(f"[  31.2] {line}\n" for line in (
 HANG_S, STOPPED_S = 80.0, 20.0  # a hang's try: to the program's timeout, or to its report (stop_at)
 
 
-def simulated_run(self: manager.Fuzzer, program, index: int, plan_seed: int, stop_at: str = ""):  # noqa: ANN001
+def simulated_run(self: manager.Fuzzer, program, index: int, plan_seed: int, stop_at: str = "",  # noqa: ANN001
+                  folder: RunDir | None = None):
     """Crashes (GPF in dma_pool_alloc) iff the program reads speed or statistics in the background before a
     reboot: through the stats work when a statistics reader is there, else through the speed read's PTYS query;
     hangs (a hung devlink port dump, :data:`HUNG`) iff a ``device fw_dead`` comes before a devlink port read,
     for :data:`HANG_S`, or :data:`STOPPED_S` when ``stop_at`` is the hang's signature. Every program leaves a
     small device trace, different per path, for coverage; every call's (stop_at, outcome, duration) is kept
-    in ``self.calls``."""
-    run = self.dir.run(index, program.hash())
-    run.path.mkdir(parents=True, exist_ok=True)
+    in ``self.calls``; a try's run (``folder``) must be new."""
+    run = folder or self.dir.run(index, program.hash())
+    run.path.mkdir(parents=True, exist_ok=folder is None)
     ops = program.ops
 
     def first_bg(name: str) -> int | None:
@@ -125,6 +126,11 @@ def test_loop_finds_records_minimises_and_resumes(fuzzer_factory) -> None:  # no
     assert {(o.kind, o.name) for o in minimal.active_ops()} >= {("read", "speed"), ("path", "reboot")}
     journal = [json.loads(x) for x in f.dir.journal.read_text().splitlines()]
     assert [e["index"] for e in journal] == list(range(6)) and journal[0]["origin"] == "seed"
+    # the minimisation's tries have folders of their own, named after the bug, beside the executions'
+    names = {p.name for p in f.dir.runs_dir.iterdir()}
+    tries = {n for n in names if n.startswith(f"min-{bugs[0].signature}-1-")}
+    assert len(tries) == len(f.calls) - 6 > repro.tries  # every try (of the cuts and the rate) in a new one
+    assert names - tries == {Path(e["run"]).name for e in journal}
     assert len(f.corpus) >= 1 and f.coverage.size > 0
     summary = json.loads(f.dir.summary.read_text())
     assert summary["bugs"][0]["new"] is True
@@ -338,8 +344,9 @@ def test_a_bug_without_a_reproducer_is_minimised_again_from_a_later_finding(fuzz
 
     seen: set[str] = set()
 
-    def flaky_run(self: manager.Fuzzer, program, index: int, plan_seed: int, stop_at: str = ""):  # noqa: ANN001, ANN202
-        run, result = simulated_run(self, program, index, plan_seed, stop_at)
+    def flaky_run(self: manager.Fuzzer, program, index: int, plan_seed: int, stop_at: str = "",  # noqa: ANN001, ANN202
+                  folder: RunDir | None = None):
+        run, result = simulated_run(self, program, index, plan_seed, stop_at, folder)
         if any(o.name == "duplex" for o in program.ops) and program.hash() in seen:
             run.console.write_text("[   1.0] clean\n")
             (run.path / RunDir.OOPS).unlink(missing_ok=True)

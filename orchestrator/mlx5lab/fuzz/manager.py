@@ -141,11 +141,13 @@ class Fuzzer:
             return generate(rng), "generate"
         return mutate(rng.choice(corpus), rng, corpus), "mutate"
 
-    def run(self, program: Program, index: int, plan_seed: int, stop_at: str = "") -> tuple[RunDir, IterationResult]:
-        """Execute ``program`` as execution ``index`` into its run folder, here or on the cluster; a
-        program the cluster lost on every worker it tried is an infrastructure result, not a kernel one.
-        ``stop_at``: a hang's signature, whose report on the console ends the run (``FuzzParams.stop_at``)."""
-        run = self.dir.run(index, program.hash())
+    def run(self, program: Program, index: int, plan_seed: int, stop_at: str = "",
+            folder: RunDir | None = None) -> tuple[RunDir, IterationResult]:
+        """Execute ``program`` as execution ``index`` into its run folder (``folder``, else the execution's),
+        here or on the cluster; a program the cluster lost on every worker it tried is an infrastructure
+        result, not a kernel one. ``stop_at``: a hang's signature, whose report on the console ends the run
+        (``FuzzParams.stop_at``)."""
+        run = folder or self.dir.run(index, program.hash())
         if run.path.exists():  # cut off by a kill: keep what it left, run it again from nothing
             set_aside(run.path)
         run.path.mkdir(parents=True)
@@ -235,14 +237,15 @@ class Fuzzer:
         minute more for the same verdict. Counted in the bug's ``repro_attempts``; True if a reproducer
         was kept.
         """
-        self.store.start_repro(signature)
+        attempt = self.store.start_repro(signature).repro_attempts
         tries = 0
 
         def reproduces(candidate: Program) -> bool:
             nonlocal tries
             tries += 1
-            run, result = self.run(candidate, self.index * 1000 + tries, self.cfg.seed,  # repro runs apart
-                                   stop_at=signature if hang else "")
+            folder = self.dir.try_run(signature, attempt, tries, candidate.hash())
+            run, result = self.run(candidate, self.index, self.cfg.seed, stop_at=signature if hang else "",
+                                   folder=folder)
             f = Finding.from_run(run, candidate.text())
             return f is not None and f.signature == signature and (entry is None or f.entry == entry)
 

@@ -150,6 +150,12 @@ class FuzzDir:
         """The run folder of execution ``index`` (0-based, in the order of the journal) of a program."""
         return RunDir(self.runs_dir / self.run_name(index, program_hash))
 
+    def try_run(self, signature: str, attempt: int, try_number: int, program_hash: str) -> RunDir:
+        """The run folder of try ``try_number`` of the ``attempt``-th minimisation of bug ``signature``
+        (``min-<signature>-<attempt>-<try>-<program>``): apart from the executions' names, so a try never
+        takes the folder of an execution, or of another try, of the same program."""
+        return RunDir(self.runs_dir / f"min-{signature}-{attempt}-{try_number:03d}-{program_hash}")
+
     def run_path(self, name: str) -> Path:
         """A run folder as recorded (relative to this folder, or absolute for a run kept elsewhere)."""
         return self.path / name
