@@ -193,3 +193,19 @@ def test_why_gone_waits_for_the_trailing_event() -> None:
     seen = iter([None, None, GuestTrouble("reboot", None)])
     assert why_gone(lambda: next(seen), wait_s=5).what == "reboot"  # type: ignore[arg-type, union-attr]
     assert why_gone(lambda: None, wait_s=0.2) is None  # type: ignore[arg-type]
+
+
+def test_library_loggers_are_quiet_unless_verbose() -> None:
+    import logging
+
+    from mlx5lab.cli import LIBRARY_LOGGERS, quiet_libraries
+
+    try:
+        quiet_libraries(False)
+        # the handled retries the libraries log at ERROR (paramiko's transport thread, qemu.qmp's reader)
+        assert not any(logging.getLogger(f"{n}.transport").isEnabledFor(logging.ERROR) for n in LIBRARY_LOGGERS)
+        assert logging.getLogger("mlx5lab.ssh").isEnabledFor(logging.WARNING)  # ours still speak
+        quiet_libraries(True)
+        assert all(logging.getLogger(f"{n}.transport").isEnabledFor(logging.ERROR) for n in LIBRARY_LOGGERS)
+    finally:
+        quiet_libraries(True)

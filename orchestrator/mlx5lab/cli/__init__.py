@@ -31,6 +31,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# paramiko and qemu.qmp log every failure they then raise to the caller at ERROR, with its traceback: an
+# SSH banner refused while a guest still boots (twenty lines per retry, ten retries a second), a QMP socket
+# reset as QEMU exits. The callers handle each (retry, or an error or infrastructure result that names the
+# cause); --verbose shows the libraries' own lines again.
+LIBRARY_LOGGERS = ("paramiko", "qemu.qmp")
+
+
+def quiet_libraries(verbose: bool) -> None:
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.CRITICAL)
+
+
 def _terminate(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -39,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    quiet_libraries(args.verbose)
     signal.signal(signal.SIGTERM, _terminate)  # SIGTERM cleans up like Ctrl-C
     signal.signal(signal.SIGHUP, _terminate)  # and so does the terminal going away (children have their own
     # sessions: only this process sees it)
