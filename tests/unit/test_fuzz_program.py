@@ -264,3 +264,20 @@ def test_hash_is_the_canonical_text_and_ignores_spelling() -> None:
     text = "# mlx5lab-program v1\nread speed threads=4 &\npath unbind\nwait\n"
     assert format(small) == text
     assert program_hash(small) == hashlib.sha256(text.encode()).hexdigest()[:16] == "d6f5dcc616945988"
+
+
+def test_corrupted_counts_include_ones_whose_byte_size_wraps_32_bits() -> None:
+    import random
+
+    from mlx5lab.fuzz.ops import CORRUPT_FIELDS, OVERFLOW_COUNTS, vocabulary
+
+    assert [c * size % (1 << 32) for c, size in zip(OVERFLOW_COUNTS, (4, 8, 16), strict=True)] == [4, 8, 16]
+    spec = vocabulary().spec("device", "corrupt")
+    rng = random.Random(7)
+    drawn: dict[int, set[int]] = {}
+    for _ in range(4000):
+        a = spec.sample(rng)
+        drawn.setdefault(CORRUPT_FIELDS[a["opcode"], a["field"]], set()).add(a["value"])
+        assert spec.check({**spec.defaults(), **a}) is None
+    assert set(OVERFLOW_COUNTS) <= drawn[32]  # a 32-bit count such as QUERY_PAGES' num_pages gets them
+    assert not set(OVERFLOW_COUNTS) & drawn[24]  # a 24-bit field cannot hold them

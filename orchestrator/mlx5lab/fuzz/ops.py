@@ -341,6 +341,11 @@ CORRUPT_FIELDS: dict[tuple[str, str], int] = {
     ("TEARDOWN_HCA", "state"): 1,
 }
 CORRUPT_MAX = 0xFFFFFFFF
+# Counts whose byte size wraps 32 bits when multiplied by an element of 4, 8 or 16 bytes (the product becomes
+# 4, 8 or 16): a driver that sizes a buffer from a firmware count in 32-bit arithmetic allocates a few bytes
+# and then writes the count's elements into them (pagealloc.c: give_pages does inlen += npages * 8 for
+# QUERY_PAGES' num_pages, then fills pas[0..npages)).
+OVERFLOW_COUNTS = tuple((1 << (32 - k)) + 1 for k in (2, 3, 4))
 
 
 def _check_fault(a: Mapping[str, Any]) -> str | None:
@@ -365,7 +370,7 @@ def _sample_corrupt(rng: random.Random) -> dict[str, Any]:
     pairs = sorted(CORRUPT_FIELDS)
     opcode, fld = pairs[rng.randrange(len(pairs))]
     top = (1 << CORRUPT_FIELDS[opcode, fld]) - 1
-    special = sorted({0, 1, top, max(0, top - 1), (top + 1) // 2})
+    special = sorted({0, 1, top, max(0, top - 1), (top + 1) // 2, *(c for c in OVERFLOW_COUNTS if c <= top)})
     value = special[rng.randrange(len(special))] if rng.random() < 0.5 else rng.randint(0, top)
     return {"fn": FN_VALUES[rng.randrange(len(FN_VALUES))], "opcode": opcode, "field": fld, "value": value}
 
@@ -381,8 +386,8 @@ DEVICE_EVENTS: tuple[OpSpec, ...] = (
             fn_domain(),
             choice("opcode", sorted({o for o, _ in CORRUPT_FIELDS}), "QUERY_PAGES", "the command"),
             choice("field", sorted({f for _, f in CORRUPT_FIELDS}), "num_pages", "its output field"),
-            integer("value", 0, CORRUPT_MAX, 0, (0, 1, 0xFF, 0xFFFF, 0xFFFFFF, 0x7FFFFFFF, CORRUPT_MAX),
-                    "the value answered"),
+            integer("value", 0, CORRUPT_MAX, 0, (0, 1, 0xFF, 0xFFFF, 0xFFFFFF, *sorted(OVERFLOW_COUNTS),
+                                                 0x7FFFFFFF, CORRUPT_MAX), "the value answered"),
             check=_check_corrupt, sample=_sample_corrupt),
     _device("fault", "delay, fail, drop or hold matching commands",
             fn_domain(),
