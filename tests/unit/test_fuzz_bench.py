@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from mlx5lab.campaign.outcome import IterationResult, Outcome
+from mlx5lab.campaign.outcome import Outcome
 from mlx5lab.fuzz import bench, manager
 from mlx5lab.rundir import RunDir
 
-from .test_fuzz_manager import PTYS_ENTRY, STATS_ENTRY, simulated_run
+from .test_fuzz_manager import PTYS_ENTRY, STATS_ENTRY, rewrite_clean, simulated_run
 
 
 @pytest.fixture(autouse=True)
@@ -65,10 +65,7 @@ def test_find_goes_on_when_the_first_ptys_program_keeps_no_reproducer(tmp_path: 
         if result.outcome is Outcome.PANIC and not flaky:
             flaky.append(program.hash())
         elif program.hash() in flaky:
-            run.console.write_text("[   1.0] clean\n")
-            (run.path / RunDir.OOPS).unlink(missing_ok=True)
-            result = IterationResult(index, Outcome.CLEAN, duration_s=1.0)
-            result.write(run)
+            result = rewrite_clean(run, index)
         return run, result
 
     monkeypatch.setattr(manager.Fuzzer, "run", run_once_flaky)

@@ -55,7 +55,7 @@ def simulated_run(self: manager.Fuzzer, program, index: int, plan_seed: int, sto
     for :data:`HANG_S`, or :data:`STOPPED_S` when ``stop_at`` is the hang's signature. Every program leaves a
     small device trace, different per path, for coverage; every call's (stop_at, outcome, duration) is kept
     in ``self.calls``; a try's run (``folder``) must be new."""
-    run = folder or self.dir.run(index, program.hash())
+    run = folder if folder is not None else self.dir.run(index, program.hash())
     run.path.mkdir(parents=True, exist_ok=folder is None)
     ops = program.ops
 
@@ -89,6 +89,15 @@ def simulated_run(self: manager.Fuzzer, program, index: int, plan_seed: int, sto
     result.write(run)
     self.__dict__.setdefault("calls", []).append((stop_at, result.outcome, duration))
     return run, result
+
+
+def rewrite_clean(run: RunDir, index: int) -> IterationResult:
+    """Make a simulated run folder a clean one (a crash that did not come back this time)."""
+    run.console.write_text("[   1.0] clean\n")
+    (run.path / RunDir.OOPS).unlink(missing_ok=True)
+    result = IterationResult(index, Outcome.CLEAN, duration_s=1.0)
+    result.write(run)
+    return result
 
 
 def manager_signature(console: str) -> str:
@@ -348,10 +357,7 @@ def test_a_bug_without_a_reproducer_is_minimised_again_from_a_later_finding(fuzz
                   folder: RunDir | None = None):
         run, result = simulated_run(self, program, index, plan_seed, stop_at, folder)
         if any(o.name == "duplex" for o in program.ops) and program.hash() in seen:
-            run.console.write_text("[   1.0] clean\n")
-            (run.path / RunDir.OOPS).unlink(missing_ok=True)
-            result = IterationResult(index, Outcome.CLEAN, duration_s=1.0)
-            result.write(run)
+            result = rewrite_clean(run, index)
         seen.add(program.hash())
         return run, result
 

@@ -147,7 +147,7 @@ class Fuzzer:
         here or on the cluster; a program the cluster lost on every worker it tried is an infrastructure
         result, not a kernel one. ``stop_at``: a hang's signature, whose report on the console ends the run
         (``FuzzParams.stop_at``)."""
-        run = folder or self.dir.run(index, program.hash())
+        run = folder if folder is not None else self.dir.run(index, program.hash())
         if run.path.exists():  # cut off by a kill: keep what it left, run it again from nothing
             set_aside(run.path)
         run.path.mkdir(parents=True)
